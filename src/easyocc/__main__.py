@@ -1,0 +1,5 @@
+import sys
+
+from easyocc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,51 @@
+"""``easyocc <command>``: one entry point; each command lives in its own module, imported only when it runs.
+
+A command module provides ``add_arguments(parser)`` and ``run(args) -> int | None``. Errors meant for the user
+(:class:`~easyocc.errors.EasyOccError`) are printed in one line with exit code 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from easyocc import __version__
+from easyocc.errors import EasyOccError
+
+#: name -> (module, one-line help). Keep in pipeline order; the README lists the same commands.
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; only ``command``'s module is imported to add its arguments."""
+    parser = argparse.ArgumentParser(
+        prog="easyocc",
+        description="Camera-only 3D semantic occupancy from 3D pseudo-labels (EasyOcc), with an Occ3D evaluator.",
+    )
+    parser.add_argument("--version", action="version", version=f"easyocc {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (module, help_text) in COMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == command:
+            importlib.import_module(module).add_arguments(sub_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in COMMANDS else None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[args.command][0])
+    try:
+        return int(module.run(args) or 0)
+    except EasyOccError as exc:
+        print(f"easyocc {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"easyocc {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,1 @@
+"""Datasets: the nuScenes-format index (real nuScenes or SimScenes) and the synthetic world."""

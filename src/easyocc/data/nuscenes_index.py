@@ -1,0 +1,219 @@
+"""An index of keyframes over any nuScenes-format dataroot (real nuScenes or SimScenes), read with nuscenes-devkit.
+
+Per keyframe: its scene, order and reference ego pose (``global_T_ego`` at the LIDAR_TOP timestamp: the frame of
+Occ3D labels), the LiDAR scan, and per camera the image, intrinsics, ``ego_T_cam`` and ``global_T_ego`` at that
+camera's own timestamp (nuScenes cameras fire at different times, each with its own ego pose).
+
+The index holds plain arrays and strings, so it pickles to worker processes; the devkit object is not kept.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from easyocc.errors import EasyOccError, InputError
+from easyocc.geometry import invert_transform, make_transform
+
+#: The six cameras in the order nuScenes-based occupancy models (BEVFormer, OccNeRF, SurroundOcc) use.
+CAMERA_NAMES: tuple[str, ...] = (
+    "CAM_FRONT",
+    "CAM_FRONT_RIGHT",
+    "CAM_FRONT_LEFT",
+    "CAM_BACK",
+    "CAM_BACK_LEFT",
+    "CAM_BACK_RIGHT",
+)
+LIDAR_NAME = "LIDAR_TOP"
+#: A dataset's own train/val split of scene names (SimScenes writes one); real nuScenes uses the devkit's splits.
+SPLITS_FILE = "splits.json"
+
+
+@dataclass(frozen=True)
+class CameraFrame:
+    """One camera image of a keyframe.
+
+    K: (3, 3) float64 intrinsics for the stored image size; ego_T_cam, global_T_ego: (4, 4) float64,
+    global_T_ego taken at this image's own timestamp.
+    """
+
+    name: str
+    sample_data_token: str
+    image_path: Path
+    relpath: str
+    width: int
+    height: int
+    timestamp: int
+    K: np.ndarray
+    ego_T_cam: np.ndarray
+    global_T_ego: np.ndarray
+
+    @property
+    def global_T_cam(self) -> np.ndarray:
+        return self.global_T_ego @ self.ego_T_cam
+
+
+@dataclass(frozen=True)
+class Keyframe:
+    """One nuScenes sample (keyframe). ``global_T_ego`` is the ego pose at the LIDAR_TOP timestamp."""
+
+    token: str
+    scene_name: str
+    index: int
+    timestamp: int
+    global_T_ego: np.ndarray
+    lidar_path: Path
+    ego_T_lidar: np.ndarray
+    cameras: dict[str, CameraFrame]
+
+    def ref_T_cam(self, camera: str) -> np.ndarray:
+        """(4, 4) camera -> this keyframe's ego frame, through the camera's own ego pose (float64)."""
+        cam = self.cameras[camera]
+        return invert_transform(self.global_T_ego) @ cam.global_T_cam
+
+
+@dataclass
+class Scene:
+    name: str
+    token: str
+    keyframes: list[Keyframe] = field(default_factory=list)
+
+
+def _sensor_pose(nusc, sd: dict) -> tuple[np.ndarray, np.ndarray, dict]:
+    cs = nusc.get("calibrated_sensor", sd["calibrated_sensor_token"])
+    pose = nusc.get("ego_pose", sd["ego_pose_token"])
+    ego_T_sensor = make_transform(cs["rotation"], cs["translation"])
+    global_T_ego = make_transform(pose["rotation"], pose["translation"])
+    return ego_T_sensor, global_T_ego, cs
+
+
+def _camera_frame(nusc, dataroot: Path, sd_token: str, name: str) -> CameraFrame:
+    sd = nusc.get("sample_data", sd_token)
+    ego_T_cam, global_T_ego, cs = _sensor_pose(nusc, sd)
+    K = np.asarray(cs["camera_intrinsic"], dtype=np.float64)
+    if K.shape != (3, 3):
+        raise InputError(dataroot / "calibrated_sensor.json", f"camera {name} has no 3x3 camera_intrinsic")
+    return CameraFrame(
+        name=name,
+        sample_data_token=sd_token,
+        image_path=dataroot / sd["filename"],
+        relpath=sd["filename"],
+        width=int(sd["width"]),
+        height=int(sd["height"]),
+        timestamp=int(sd["timestamp"]),
+        K=K,
+        ego_T_cam=ego_T_cam,
+        global_T_ego=global_T_ego,
+    )
+
+
+def _keyframe(nusc, dataroot: Path, sample: dict, scene_name: str, index: int, cameras) -> Keyframe:
+    data = sample["data"]
+    missing = [c for c in (LIDAR_NAME, *cameras) if c not in data]
+    if missing:
+        raise InputError(dataroot, f"sample {sample['token']} has no {', '.join(missing)} data")
+    lidar_sd = nusc.get("sample_data", data[LIDAR_NAME])
+    ego_T_lidar, lidar_global_T_ego, _ = _sensor_pose(nusc, lidar_sd)
+    return Keyframe(
+        token=sample["token"],
+        scene_name=scene_name,
+        index=index,
+        timestamp=int(sample["timestamp"]),
+        global_T_ego=lidar_global_T_ego,
+        lidar_path=dataroot / lidar_sd["filename"],
+        ego_T_lidar=ego_T_lidar,
+        cameras={c: _camera_frame(nusc, dataroot, data[c], c) for c in cameras},
+    )
+
+
+def load_nuscenes(dataroot: str | Path, version: str, verbose: bool = False):
+    """The devkit's ``NuScenes`` object, with its failures turned into one-line errors."""
+    from nuscenes.nuscenes import NuScenes
+
+    dataroot = Path(dataroot)
+    table_dir = dataroot / version
+    if not table_dir.is_dir():
+        found = sorted(p.name for p in dataroot.glob("v1.0-*")) if dataroot.is_dir() else []
+        hint = f" (found: {', '.join(found)})" if found else ""
+        raise InputError(table_dir, f"no nuScenes tables for version '{version}'{hint}")
+    try:
+        return NuScenes(version=version, dataroot=str(dataroot), verbose=verbose)
+    except (AssertionError, KeyError, FileNotFoundError, json.JSONDecodeError) as exc:
+        raise InputError(table_dir, f"nuscenes-devkit cannot load the tables ({type(exc).__name__}: {exc})") from None
+
+
+class DatasetIndex:
+    """Scenes and keyframes of a nuScenes-format dataroot, in time order.
+
+    >>> index = DatasetIndex("data/simscenes", "v1.0-mini")        # doctest: +SKIP
+    >>> kf = index.scenes[0].keyframes[0]; kf.cameras["CAM_FRONT"].K  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        dataroot: str | Path,
+        version: str = "v1.0-trainval",
+        cameras: tuple[str, ...] = CAMERA_NAMES,
+        scene_names: list[str] | None = None,
+        verbose: bool = False,
+    ):
+        self.dataroot = Path(dataroot)
+        self.version = version
+        self.cameras = tuple(cameras)
+        nusc = load_nuscenes(self.dataroot, version, verbose)
+        wanted = None if scene_names is None else set(scene_names)
+        self.scenes: list[Scene] = []
+        for rec in sorted(nusc.scene, key=lambda r: r["name"]):
+            if wanted is not None and rec["name"] not in wanted:
+                continue
+            scene = Scene(name=rec["name"], token=rec["token"])
+            token = rec["first_sample_token"]
+            while token:
+                sample = nusc.get("sample", token)
+                scene.keyframes.append(
+                    _keyframe(nusc, self.dataroot, sample, scene.name, len(scene.keyframes), self.cameras)
+                )
+                token = sample["next"]
+            self.scenes.append(scene)
+        if wanted is not None:
+            unknown = wanted - {s.name for s in self.scenes}
+            if unknown:
+                raise InputError(self.dataroot / version, f"unknown scene(s): {', '.join(sorted(unknown))}")
+        self.keyframes: dict[str, Keyframe] = {kf.token: kf for s in self.scenes for kf in s.keyframes}
+
+    def __len__(self) -> int:
+        return len(self.keyframes)
+
+    def scene_of(self, token: str) -> Scene:
+        name = self.keyframes[token].scene_name
+        return next(s for s in self.scenes if s.name == name)
+
+    def split(self, split: str) -> list[Scene]:
+        """Scenes of a split ('train', 'val', ...), from the dataset's splits.json or the devkit's splits."""
+        names = set(split_scene_names(self.dataroot, self.version, split))
+        return [s for s in self.scenes if s.name in names]
+
+
+def split_scene_names(dataroot: str | Path, version: str, split: str) -> list[str]:
+    """Scene names of ``split``: ``<dataroot>/splits.json`` when present (SimScenes), else nuScenes' official
+    splits (``train``/``val`` mean ``mini_train``/``mini_val`` for v1.0-mini)."""
+    path = Path(dataroot) / SPLITS_FILE
+    if path.is_file():
+        try:
+            splits = json.loads(path.read_text())
+        except json.JSONDecodeError as exc:
+            raise InputError(path, f"invalid JSON ({exc})") from None
+        if split not in splits:
+            raise InputError(path, f"no split '{split}' (has: {', '.join(splits)})")
+        return list(splits[split])
+    from nuscenes.utils.splits import create_splits_scenes
+
+    official = create_splits_scenes()
+    if version.endswith("mini") and split in ("train", "val"):
+        split = f"mini_{split}"
+    if split not in official:
+        raise EasyOccError(f"unknown split '{split}' (known: {', '.join(sorted(official))})")
+    return list(official[split])

@@ -1,0 +1,26 @@
+"""Where SimScenes keeps what a perfect foundation model would output, beside the nuScenes dataroot.
+
+For the image ``<root>/samples/CAM_X/<stem>.jpg`` (the sample_data filename):
+- ``<root>/sim/samples/CAM_X/<stem>_depth.npy``: float32 (H, W) exact metric depth, z along the optical axis,
+  ``inf`` where the ray hits nothing (sky);
+- ``<root>/sim/samples/CAM_X/<stem>_semantic.png``: uint8 (H, W) Occ3D ids, 17 for sky.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+SIM_DIR = "sim"
+
+
+def _sim_path(dataroot: str | Path, image_relpath: str, suffix: str) -> Path:
+    rel = PurePosixPath(image_relpath)
+    return Path(dataroot) / SIM_DIR / rel.parent / (rel.stem + suffix)
+
+
+def sim_depth_path(dataroot: str | Path, image_relpath: str) -> Path:
+    return _sim_path(dataroot, image_relpath, "_depth.npy")
+
+
+def sim_semantic_path(dataroot: str | Path, image_relpath: str) -> Path:
+    return _sim_path(dataroot, image_relpath, "_semantic.png")

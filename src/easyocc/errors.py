@@ -1,0 +1,18 @@
+"""Errors the command line reports in one line (exit code 2), without a traceback."""
+
+from __future__ import annotations
+
+from os import PathLike
+
+
+class EasyOccError(Exception):
+    """A user-facing error: bad input, a missing file, an impossible request."""
+
+
+class InputError(EasyOccError):
+    """A file or directory that cannot be used; the message starts with its path."""
+
+    def __init__(self, path: str | PathLike, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

@@ -1,0 +1,1 @@
+"""Scoring predictions: Occ3D mIoU under each named protocol, geometric IoU, RayIoU."""

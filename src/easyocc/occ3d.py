@@ -1,0 +1,225 @@
+"""The Occ3D-nuScenes contract, defined once: classes, colours, the voxel grid, and label/prediction files.
+
+Grid: range [-40, -40, -1, 40, 40, 5.4] m, voxel 0.4 m, arrays (200, 200, 16) indexed [x, y, z] in the keyframe's
+ego frame (x forward, y left, z up). The centre of voxel [i, j, k] is (i + 0.5) * 0.4 + lower.
+
+Files:
+- ground truth / pseudo-labels ``labels.npz`` with ``semantics``, ``mask_lidar``, ``mask_camera`` (uint8 200x200x16);
+- predictions ``<sample_token>.npz`` with key ``pred`` (uint8 200x200x16), or the official submission's ``arr_0``.
+"""
+
+from __future__ import annotations
+
+import zipfile
+import zlib
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+
+from easyocc.errors import InputError
+from easyocc.fileio import save_npz
+
+CLASS_NAMES: tuple[str, ...] = (
+    "others",
+    "barrier",
+    "bicycle",
+    "bus",
+    "car",
+    "construction_vehicle",
+    "motorcycle",
+    "pedestrian",
+    "traffic_cone",
+    "trailer",
+    "truck",
+    "driveable_surface",
+    "other_flat",
+    "sidewalk",
+    "terrain",
+    "manmade",
+    "vegetation",
+    "free",
+)
+NUM_CLASSES = 18
+FREE = 17
+#: Classes 0..16: the classes averaged by the official mIoU (free is in the matrix, not in the mean).
+NUM_SEMANTIC_CLASSES = 17
+#: Label value that every reader and metric ignores (as in the devkit, which keeps only 0 <= gt < 18).
+IGNORE = 255
+CLASS_IDS: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
+
+#: The 15 classes of OccNeRF's and GaussianOcc's "mIoU without others": 0 `others` and 12 `other_flat` dropped.
+OCCNERF_15_CLASSES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13, 14, 15, 16)
+
+#: Classes that move: their points come only from the current frame when labels are densified over time.
+DYNAMIC_CLASSES: tuple[int, ...] = tuple(
+    CLASS_IDS[n]
+    for n in ("bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian", "trailer", "truck")
+)
+
+#: RGB colours, the palette of the Occ3D / SurroundOcc visualisations (free is white).
+CLASS_COLORS: np.ndarray = np.array(
+    [
+        [0, 0, 0],  # others
+        [255, 120, 50],  # barrier
+        [255, 192, 203],  # bicycle
+        [255, 255, 0],  # bus
+        [0, 150, 245],  # car
+        [0, 255, 255],  # construction_vehicle
+        [200, 180, 0],  # motorcycle
+        [255, 0, 0],  # pedestrian
+        [255, 240, 150],  # traffic_cone
+        [135, 60, 0],  # trailer
+        [160, 32, 240],  # truck
+        [255, 0, 255],  # driveable_surface
+        [139, 137, 137],  # other_flat
+        [75, 0, 75],  # sidewalk
+        [150, 240, 80],  # terrain
+        [230, 230, 250],  # manmade
+        [0, 175, 0],  # vegetation
+        [255, 255, 255],  # free
+    ],
+    dtype=np.uint8,
+)
+
+
+@dataclass(frozen=True)
+class VoxelGrid:
+    """An axis-aligned voxel grid in the keyframe's ego frame, arrays indexed [x, y, z]."""
+
+    lower: tuple[float, float, float] = (-40.0, -40.0, -1.0)
+    upper: tuple[float, float, float] = (40.0, 40.0, 5.4)
+    voxel_size: float = 0.4
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(round((u - lo) / self.voxel_size)) for lo, u in zip(self.lower, self.upper))  # type: ignore[return-value]
+
+    @property
+    def lower_array(self) -> np.ndarray:
+        return np.asarray(self.lower, dtype=np.float64)
+
+    def centers(self, dtype=np.float32) -> np.ndarray:
+        """Voxel centres in metres: (X, Y, Z, 3)."""
+        axes = [
+            (np.arange(n, dtype=np.float64) + 0.5) * self.voxel_size + lo for n, lo in zip(self.shape, self.lower)
+        ]
+        return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).astype(dtype)
+
+    def to_voxel_units(self, points: np.ndarray) -> np.ndarray:
+        """Metres -> continuous voxel coordinates, voxel [i, j, k] spanning [i, i+1) x [j, j+1) x [k, k+1)."""
+        return (np.asarray(points, dtype=np.float64) - self.lower_array) / self.voxel_size
+
+    def indices(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Voxel index of each point.
+
+        points: (N, 3) metres.  Returns (ijk (N, 3) int64, inside (N,) bool); ijk is meaningful where inside.
+        """
+        ijk = np.floor(self.to_voxel_units(points)).astype(np.int64)
+        inside = np.all((ijk >= 0) & (ijk < np.asarray(self.shape)), axis=1)
+        return ijk, inside
+
+
+#: The Occ3D-nuScenes grid: (200, 200, 16) voxels of 0.4 m.
+OCC3D_GRID = VoxelGrid()
+GRID_SHAPE: tuple[int, int, int] = OCC3D_GRID.shape
+LABEL_KEYS = ("semantics", "mask_lidar", "mask_camera")
+
+
+@dataclass(frozen=True)
+class Occ3DLabels:
+    """One keyframe's labels, each (200, 200, 16) uint8; masks are 0/1."""
+
+    semantics: np.ndarray
+    mask_lidar: np.ndarray | None = None
+    mask_camera: np.ndarray | None = None
+
+
+def _open_npz(path: Path):
+    if not path.is_file():
+        raise InputError(path, "file not found" if not path.exists() else "not a file")
+    try:
+        return np.load(path, allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise InputError(path, f"not a readable npz file ({exc})") from None
+
+
+def _read_member(npz, path: Path, key: str) -> np.ndarray:
+    try:
+        return npz[key]
+    except KeyError:
+        raise InputError(path, f"missing key '{key}' (has: {', '.join(npz.files) or 'nothing'})") from None
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, zlib.error) as exc:
+        raise InputError(path, f"corrupt array '{key}' ({exc})") from None
+
+
+def _check_volume(path: Path, key: str, array: np.ndarray, max_value: int, allow_ignore: bool) -> np.ndarray:
+    """Shape (200, 200, 16), an integer or bool dtype, values in 0..max_value (255 where allowed) -> uint8."""
+    if array.shape != GRID_SHAPE:
+        raise InputError(path, f"'{key}' has shape {array.shape}, expected {GRID_SHAPE}")
+    if not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
+        raise InputError(path, f"'{key}' has dtype {array.dtype}, expected uint8")
+    if array.dtype != np.uint8:
+        lo, hi = int(array.min()), int(array.max())
+        if lo < 0 or hi > 255:
+            raise InputError(path, f"'{key}' has values in [{lo}, {hi}], expected 0..{max_value}")
+        array = array.astype(np.uint8)
+    # One pass over the bytes: a 256-bin histogram tells both the maximum and whether only 255 exceeds it.
+    counts = np.bincount(array.reshape(-1), minlength=256)
+    bad = np.flatnonzero(counts[max_value + 1 :]) + max_value + 1
+    if allow_ignore:
+        bad = bad[bad != IGNORE]
+    if bad.size:
+        allowed = f"0..{max_value}" + (f" or {IGNORE} (ignored)" if allow_ignore else "")
+        raise InputError(path, f"'{key}' has value {int(bad[0])}, expected {allowed}")
+    return array
+
+
+def read_labels(path: str | PathLike, keys: tuple[str, ...] = LABEL_KEYS) -> Occ3DLabels:
+    """Read an Occ3D ``labels.npz`` (ground truth or pseudo-labels), validating what it reads.
+
+    Only the members named in ``keys`` are decompressed (``semantics`` is always read).
+    semantics: values 0..17, or 255 (ignored); masks: 0/1.
+    """
+    path = Path(path)
+    with _open_npz(path) as npz:
+        semantics = _check_volume(path, "semantics", _read_member(npz, path, "semantics"), FREE, True)
+        masks = {
+            key: _check_volume(path, key, _read_member(npz, path, key), 1, False)
+            for key in ("mask_lidar", "mask_camera")
+            if key in keys
+        }
+    return Occ3DLabels(semantics=semantics, **masks)
+
+
+def write_labels(
+    path: str | PathLike, semantics: np.ndarray, mask_lidar: np.ndarray, mask_camera: np.ndarray
+) -> None:
+    """Write an Occ3D ``labels.npz`` atomically (uint8 arrays, compressed), after validating them."""
+    path = Path(path)
+    arrays = {
+        "semantics": _check_volume(path, "semantics", np.asarray(semantics), FREE, True),
+        "mask_lidar": _check_volume(path, "mask_lidar", np.asarray(mask_lidar), 1, False),
+        "mask_camera": _check_volume(path, "mask_camera", np.asarray(mask_camera), 1, False),
+    }
+    save_npz(path, **arrays)
+
+
+def read_prediction(path: str | PathLike) -> np.ndarray:
+    """Read a prediction ``<sample_token>.npz``: key ``pred``, or the official submission's positional ``arr_0``.
+
+    Returns (200, 200, 16) uint8 with values 0..17.
+    """
+    path = Path(path)
+    with _open_npz(path) as npz:
+        key = "pred" if "pred" in npz.files else "arr_0" if "arr_0" in npz.files else None
+        if key is None:
+            raise InputError(path, f"no 'pred' or 'arr_0' array (has: {', '.join(npz.files) or 'nothing'})")
+        return _check_volume(path, key, _read_member(npz, path, key), FREE, False)
+
+
+def write_prediction(path: str | PathLike, pred: np.ndarray) -> None:
+    """Write a prediction file with key ``pred`` (uint8 200x200x16), atomically."""
+    path = Path(path)
+    save_npz(path, pred=_check_volume(path, "pred", np.asarray(pred), FREE, False))

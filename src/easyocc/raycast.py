@@ -1,0 +1,199 @@
+"""Rays through a voxel grid (Amanatides-Woo traversal), compiled with numba, parallel over rays.
+
+One traversal serves three stages: RayIoU (first occupied voxel along a ray), SimScenes' camera and LiDAR masks
+(voxels passed through up to the first occupied one) and pseudo-label free space (voxels a camera ray crosses
+before it reaches its depth).
+
+The kernels work in voxel units: voxel [i, j, k] spans [i, i+1) x [j, j+1) x [k, k+1). Directions should be unit
+vectors; then ray parameters ``t`` are distances in voxels (multiply by the voxel size for metres). The ``*_m``
+wrappers take metres and a :class:`~easyocc.occ3d.VoxelGrid`.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from easyocc.occ3d import OCC3D_GRID, VoxelGrid
+
+_INF = np.inf
+
+
+@numba.njit(cache=True, inline="always")
+def _grid_interval(ox, oy, oz, dx, dy, dz, nx, ny, nz):
+    """Ray parameters (t0, t1) where the ray is inside the box [0, n]; t0 > t1 when it misses."""
+    t0 = -_INF
+    t1 = _INF
+    for o, d, n in ((ox, dx, nx), (oy, dy, ny), (oz, dz, nz)):
+        if d == 0.0:
+            if o < 0.0 or o >= n:
+                return 1.0, 0.0
+        else:
+            a = (0.0 - o) / d
+            b = (n - o) / d
+            if a > b:
+                a, b = b, a
+            t0 = max(t0, a)
+            t1 = min(t1, b)
+    return t0, t1
+
+
+@numba.njit(cache=True, inline="always")
+def _axis_setup(o, d, i):
+    """Step, parameter of the first boundary crossing, and parameter spacing of boundaries along one axis."""
+    if d > 0.0:
+        return 1, (i + 1 - o) / d, 1.0 / d
+    if d < 0.0:
+        return -1, (i - o) / d, -1.0 / d
+    return 0, _INF, _INF
+
+
+@numba.njit(cache=True)
+def _walk(origin, direction, t_start, t_end, shape, occupied, use_occupied, visited, mark):
+    """Walk one ray from ``t_start`` to ``t_end`` (clipped to the grid).
+
+    Marks ``visited`` (when ``mark``) for every voxel the ray enters before ``t_end``; stops after the first
+    voxel with ``occupied != 0`` (when ``use_occupied``). Returns (flat index of that voxel or -1,
+    its entry and exit parameters; for a miss, the parameters where the walk ended).
+    """
+    nx, ny, nz = shape
+    ox, oy, oz = origin[0], origin[1], origin[2]
+    dx, dy, dz = direction[0], direction[1], direction[2]
+    g0, g1 = _grid_interval(ox, oy, oz, dx, dy, dz, nx, ny, nz)
+    t = max(g0, t_start)
+    t_stop = min(g1, t_end)
+    if not t < t_stop:
+        return -1, t_stop, t_stop
+    # Voxel containing the entry point; clamp against rounding at the grid faces.
+    i = min(max(int(np.floor(ox + dx * t)), 0), nx - 1)
+    j = min(max(int(np.floor(oy + dy * t)), 0), ny - 1)
+    k = min(max(int(np.floor(oz + dz * t)), 0), nz - 1)
+    si, ti, di = _axis_setup(ox, dx, i)
+    sj, tj, dj = _axis_setup(oy, dy, j)
+    sk, tk, dk = _axis_setup(oz, dz, k)
+    t_in = t
+    while True:
+        t_out = min(ti, tj, tk)
+        flat = (i * ny + j) * nz + k
+        if mark:
+            visited[flat] = 1
+        if use_occupied and occupied[flat] != 0:
+            return flat, t_in, t_out
+        if t_out >= t_stop:
+            return -1, t_stop, t_stop
+        t_in = t_out
+        if ti <= tj and ti <= tk:
+            i += si
+            ti += di
+            if i < 0 or i >= nx:
+                return -1, t_in, t_in
+        elif tj <= tk:
+            j += sj
+            tj += dj
+            if j < 0 or j >= ny:
+                return -1, t_in, t_in
+        else:
+            k += sk
+            tk += dk
+            if k < 0 or k >= nz:
+                return -1, t_in, t_in
+
+
+@numba.njit(cache=True, parallel=True)
+def _first_hit_kernel(occupied_flat, shape, origins, directions, t_max):
+    n = directions.shape[0]
+    hit = np.full(n, -1, dtype=np.int64)
+    t_enter = np.empty(n, dtype=np.float32)
+    t_exit = np.empty(n, dtype=np.float32)
+    dummy = np.zeros(1, dtype=np.uint8)
+    per_ray_origin = origins.shape[0] == n
+    for r in numba.prange(n):
+        o = origins[r] if per_ray_origin else origins[0]
+        h, a, b = _walk(o, directions[r], 0.0, t_max[r], shape, occupied_flat, True, dummy, False)
+        hit[r] = h
+        t_enter[r] = a
+        t_exit[r] = b
+    return hit, t_enter, t_exit
+
+
+@numba.njit(cache=True, parallel=True)
+def _mark_kernel(visited_flat, occupied_flat, use_occupied, shape, origins, directions, t_end):
+    n = directions.shape[0]
+    per_ray_origin = origins.shape[0] == n
+    # Racing writes of the same value 1 are benign: every writer stores the same byte.
+    for r in numba.prange(n):
+        o = origins[r] if per_ray_origin else origins[0]
+        _walk(o, directions[r], 0.0, t_end[r], shape, occupied_flat, use_occupied, visited_flat, True)
+
+
+def _prepare(origins, directions, t, n_name="directions"):
+    directions = np.ascontiguousarray(directions, dtype=np.float64)
+    if directions.ndim != 2 or directions.shape[1] != 3:
+        raise ValueError(f"{n_name} must have shape (N, 3), got {directions.shape}")
+    origins = np.ascontiguousarray(np.atleast_2d(origins), dtype=np.float64)
+    if origins.shape[1] != 3 or origins.shape[0] not in (1, directions.shape[0]):
+        raise ValueError(f"origins must have shape (3,), (1, 3) or (N, 3), got {origins.shape}")
+    t = np.broadcast_to(np.asarray(t, dtype=np.float64), directions.shape[:1])
+    return origins, directions, np.ascontiguousarray(t)
+
+
+def first_hit(occupied: np.ndarray, origins: np.ndarray, directions: np.ndarray, t_max=np.inf):
+    """First voxel with ``occupied != 0`` along each ray, in voxel units.
+
+    occupied: (X, Y, Z) bool/uint8; origins: (3,) or (N, 3); directions: (N, 3) unit vectors;
+    t_max: scalar or (N,) largest parameter searched.
+    Returns (hit (N,) int64 flat index into ``occupied`` or -1, t_enter (N,) float32, t_exit (N,) float32):
+    the parameters where the ray enters and leaves the hit voxel; for a miss both are where the walk ended
+    (the grid exit, or ``t_max``).
+    """
+    origins, directions, t_max = _prepare(origins, directions, t_max)
+    occ = np.ascontiguousarray(occupied).astype(np.uint8, copy=False).reshape(-1)
+    return _first_hit_kernel(occ, tuple(occupied.shape), origins, directions, t_max)
+
+
+def mark_traversed(
+    shape: tuple[int, int, int],
+    origins: np.ndarray,
+    directions: np.ndarray,
+    t_end=np.inf,
+    occupied: np.ndarray | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Voxels that rays pass through, in voxel units.
+
+    A voxel is marked when the ray enters it before ``t_end`` (so the voxel holding the end point is marked).
+    With ``occupied``, each ray also stops after the first occupied voxel it enters (that voxel is marked):
+    the voxels a sensor observes. Returns (X, Y, Z) uint8 0/1 (``out`` is updated in place when given).
+    """
+    origins, directions, t_end = _prepare(origins, directions, t_end)
+    if out is None:
+        out = np.zeros(shape, dtype=np.uint8)
+    if out.shape != tuple(shape) or out.dtype != np.uint8 or not out.flags.c_contiguous:
+        raise ValueError("out must be a C-contiguous uint8 array of the grid's shape")
+    use_occ = occupied is not None
+    occ = np.ascontiguousarray(occupied).astype(np.uint8, copy=False).reshape(-1) if use_occ else np.zeros(1, np.uint8)
+    _mark_kernel(out.reshape(-1), occ, use_occ, tuple(int(s) for s in shape), origins, directions, t_end)
+    return out
+
+
+def first_hit_m(
+    occupied: np.ndarray, origins_m: np.ndarray, directions: np.ndarray, max_range_m=np.inf, grid: VoxelGrid = OCC3D_GRID
+):
+    """:func:`first_hit` with origins in metres (the grid's frame); distances returned in metres."""
+    o = grid.to_voxel_units(np.atleast_2d(origins_m))
+    hit, t_in, t_out = first_hit(occupied, o, directions, np.asarray(max_range_m, dtype=np.float64) / grid.voxel_size)
+    return hit, t_in * grid.voxel_size, t_out * grid.voxel_size
+
+
+def mark_traversed_m(
+    origins_m: np.ndarray,
+    directions: np.ndarray,
+    range_m=np.inf,
+    occupied: np.ndarray | None = None,
+    grid: VoxelGrid = OCC3D_GRID,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`mark_traversed` with origins and ranges in metres."""
+    o = grid.to_voxel_units(np.atleast_2d(origins_m))
+    t_end = np.asarray(range_m, dtype=np.float64) / grid.voxel_size
+    return mark_traversed(grid.shape, o, directions, t_end, occupied, out)

@@ -1,0 +1,1 @@
+"""Training on pseudo-labels: the loop, distributed helpers, checkpoints."""

@@ -1,0 +1,77 @@
+import numpy as np
+import pytest
+
+from easyocc import raycast
+from easyocc.occ3d import OCC3D_GRID
+
+
+def brute_force_walk(shape, origin, direction, t_max, step=1e-3):
+    """Voxels met by sampling the ray densely, in order, with the parameter of first contact."""
+    t = np.arange(0.0, t_max, step)
+    ijk = np.floor(origin + t[:, None] * direction).astype(int)
+    inside = np.all((ijk >= 0) & (ijk < shape), axis=1)
+    flat = np.ravel_multi_index(ijk[inside].T, shape)
+    order, first = np.unique(flat, return_index=True)
+    return order[np.argsort(first)], t[inside][np.sort(first)]
+
+
+@pytest.fixture
+def scene():
+    rng = np.random.default_rng(7)
+    occupied = rng.random((24, 20, 8)) < 0.04
+    directions = rng.normal(size=(400, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return occupied, np.array([11.3, 9.6, 3.2]), directions
+
+
+def test_first_hit_matches_dense_sampling(scene):
+    occupied, origin, directions = scene
+    hit, t_in, t_out = raycast.first_hit(occupied, origin, directions)
+    for r in range(len(directions)):
+        voxels, t_first = brute_force_walk(occupied.shape, origin, directions[r], 60.0)
+        hits = np.flatnonzero(occupied.reshape(-1)[voxels])
+        if hits.size:
+            assert hit[r] == voxels[hits[0]]
+            assert abs(t_in[r] - t_first[hits[0]]) < 2e-3 and t_out[r] > t_in[r]
+        else:
+            assert hit[r] == -1
+
+
+def test_mark_traversed_matches_dense_sampling(scene):
+    occupied, origin, directions = scene
+    t_end = np.random.default_rng(0).uniform(0, 15, len(directions))
+    marked = raycast.mark_traversed(occupied.shape, origin, directions, t_end)
+    expected = np.zeros(occupied.size, np.uint8)
+    for r in range(len(directions)):
+        expected[brute_force_walk(occupied.shape, origin, directions[r], t_end[r])[0]] = 1
+    # Dense sampling may miss a voxel only clipped within the sampling step at a corner.
+    differ = np.flatnonzero(marked.reshape(-1) != expected)
+    assert len(differ) <= 2 and marked.sum() > 100
+
+
+def test_observed_voxels_stop_at_the_first_hit(scene):
+    occupied, origin, directions = scene
+    observed = raycast.mark_traversed(occupied.shape, origin, directions, occupied=occupied)
+    hit, _, _ = raycast.first_hit(occupied, origin, directions)
+    assert observed.reshape(-1)[hit[hit >= 0]].all()
+    # Nothing beyond a first hit is observed along that ray: observed occupied voxels are exactly the first hits.
+    np.testing.assert_array_equal(np.flatnonzero(observed.reshape(-1) & occupied.reshape(-1)), np.unique(hit[hit >= 0]))
+
+
+def test_rays_from_outside_enter_the_grid():
+    occupied = np.zeros((10, 10, 4), bool)
+    occupied[5, 5, 2] = True
+    hit, t_in, _ = raycast.first_hit(occupied, np.array([-3.0, 5.5, 2.5]), np.array([[1.0, 0.0, 0.0]]))
+    assert hit[0] == np.ravel_multi_index((5, 5, 2), occupied.shape) and np.isclose(t_in[0], 8.0)
+    miss, t_in, _ = raycast.first_hit(occupied, np.array([-3.0, 5.5, 2.5]), np.array([[-1.0, 0.0, 0.0]]))
+    assert miss[0] == -1
+
+
+def test_metre_wrappers_use_the_occ3d_grid():
+    occupied = np.zeros(OCC3D_GRID.shape, bool)
+    occupied[150, 100, 2] = True  # x in [20, 20.4) m, y in [0, 0.4), z in [-0.2, 0.2)
+    hit, d_in, d_out = raycast.first_hit_m(occupied, np.array([0.0, 0.2, 0.0]), np.array([[1.0, 0, 0]]))
+    assert hit[0] == np.ravel_multi_index((150, 100, 2), OCC3D_GRID.shape)
+    assert np.isclose(d_in[0], 20.0, atol=1e-4) and np.isclose(d_out[0], 20.4, atol=1e-4)
+    seen = raycast.mark_traversed_m(np.array([0.0, 0.2, 0.0]), np.array([[1.0, 0, 0]]), 1.0)
+    assert seen.sum() == 3  # [0, 0.4), [0.4, 0.8), [0.8, 1.2) along x
