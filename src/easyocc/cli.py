@@ -14,7 +14,10 @@ from easyocc import __version__
 from easyocc.errors import EasyOccError
 
 #: name -> (module, one-line help). Keep in pipeline order; the README lists the same commands.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("easyocc.training.command", "train the EasyOcc model on pseudo-labels (CPU, GPU, torchrun)"),
+    "predict": ("easyocc.predict", "write Occ3D predictions of a trained model for a split"),
+}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

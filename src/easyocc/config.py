@@ -1,0 +1,174 @@
+"""Typed configs: dataclasses filled from YAML files and ``key=value`` overrides, checked field by field.
+
+>>> @dataclass
+... class Optim:
+...     lr: float = 1e-3
+>>> @dataclass
+... class Run:
+...     optim: Optim = field(default_factory=Optim)
+...     epochs: int = 1
+>>> cfg = config_from_dict(Run, {"epochs": 3})
+>>> apply_overrides(cfg, ["optim.lr=0.01"]).optim.lr
+0.01
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field  # noqa: F401  (re-exported for the doctest above)
+from os import PathLike
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from easyocc.errors import InputError
+from easyocc.fileio import atomic_write
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A value that does not fit its field; the message names the dotted key."""
+
+
+def _convert(value: Any, annotation: Any, key: str) -> Any:
+    """``value`` checked against (and, where lossless, converted to) the type ``annotation``."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for option in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {annotation}")
+    if origin is typing.Literal:
+        if value not in args:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(map(repr, args))}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected a list, got {value!r}")
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ConfigError(f"{key}: expected {len(args)} values, got {len(value)}")
+            return tuple(_convert(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args)))
+        item = args[0] if args else Any
+        converted = [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+        return tuple(converted) if origin is tuple else converted
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _from_dict(annotation, value, key)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key}: expected an integer, got {value!r}")
+    if annotation is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise ConfigError(f"{key}: expected a number, got {value!r}")
+    if annotation is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"{key}: expected a string, got {value!r}")
+    raise ConfigError(f"{key}: unsupported field type {annotation}")
+
+
+def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = [k for k in data if k not in fields]
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(f"unknown key '{where}{unknown[0]}' (known: {', '.join(fields)})")
+    kwargs = {name: _convert(value, hints[name], f"{prefix}.{name}" if prefix else name) for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # a dataclass's own __post_init__ check
+        raise ConfigError(f"{prefix}: {exc}" if prefix else str(exc)) from None
+
+
+def config_from_dict(cls: type[T], data: dict | None) -> T:
+    """A ``cls`` dataclass from a (nested) mapping; missing keys keep their defaults. Raises ConfigError."""
+    return _from_dict(cls, data or {})
+
+
+def config_to_dict(config: Any) -> dict:
+    """Plain nested dict (tuples as lists) that YAML and ``config_from_dict`` round-trip."""
+
+    def plain(value):
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def apply_overrides(config: T, overrides: list[str]) -> T:
+    """A copy of ``config`` with ``dotted.key=value`` overrides applied; values are parsed as YAML
+    (``model.backbone=resnet18``, ``data.image_size=[160,288]``, ``model.pretrained=null``)."""
+    data = config_to_dict(config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{item}' is not of the form key=value")
+        node = data
+        parts = key.strip().split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"unknown key '{'.'.join(parts[: i + 1])}' in override '{item}'")
+            if i < len(parts) - 1:
+                node = node[part]
+        node[parts[-1]] = yaml.safe_load(text)
+    return config_from_dict(type(config), data)
+
+
+def load_config(cls: type[T], path: str | PathLike | None, overrides: list[str] = ()) -> T:
+    """Read a YAML config file (or the defaults when ``path`` is None) and apply overrides.
+
+    Any problem is an InputError naming the file (or the overrides) and the offending key.
+    """
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(path, "config file not found")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(path, f"invalid YAML ({' '.join(str(exc).split())})") from None
+        if not isinstance(data, dict):
+            raise InputError(path, "a config file must hold a mapping of keys to values")
+    try:
+        config = config_from_dict(cls, data)
+    except ConfigError as exc:
+        raise InputError(path or "<defaults>", str(exc)) from None
+    try:
+        return apply_overrides(config, list(overrides))
+    except ConfigError as exc:
+        raise InputError("--set", str(exc)) from None
+
+
+def save_config(path: str | PathLike, config: Any) -> None:
+    """Write ``config`` as YAML, atomically, in field order."""
+    with atomic_write(path, "w") as handle:
+        yaml.safe_dump(config_to_dict(config), handle, sort_keys=False)

@@ -1,0 +1,44 @@
+"""``easyocc train``: train the EasyOcc model on pseudo-labels (one process, or many under torchrun)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="YAML config (configs/demo.yaml, configs/paper.yaml); "
+                        "not needed with --resume, which reads RUN/config.yaml")
+    parser.add_argument("--data", type=Path, required=True, help="nuScenes-format dataroot (nuScenes or SimScenes)")
+    parser.add_argument("--labels", type=Path, required=True,
+                        help="pseudo-labels: LABELS/<scene>/<sample_token>/labels.npz")
+    parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, model.pt)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    parser.add_argument("--split", help="train on this split's scenes (default: the config's data.split)")
+    parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                        help="override config values, e.g. --set optim.epochs=2 model.backbone=resnet18")
+    parser.add_argument("--device", help="cpu, cuda, cuda:1 (default: the config's device, 'auto')")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from easyocc.config import load_config
+    from easyocc.errors import InputError
+    from easyocc.training.config import TrainConfig
+    from easyocc.training.loop import CONFIG_FILE, train
+
+    overrides = list(args.overrides)
+    if args.split:
+        overrides.append(f"data.split={args.split}")
+    if args.device:
+        overrides.append(f"device={args.device}")
+    if args.resume:
+        # The run's own config is the base; --set may still change e.g. optim.epochs to train longer.
+        config = load_config(TrainConfig, args.out / CONFIG_FILE, overrides)
+    elif args.config is None:
+        raise InputError(args.out, "a new run needs --config FILE")
+    else:
+        config = load_config(TrainConfig, args.config, overrides)
+    model_path = train(config, args.data, args.labels, args.out, resume=args.resume, show_progress=not args.quiet)
+    print(f"trained model: {model_path}")
+    return 0

@@ -1,0 +1,61 @@
+"""The training config: one typed dataclass tree, read from YAML (``configs/*.yaml``) with ``--set`` overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from easyocc.data.occ_dataset import DataConfig
+from easyocc.losses import LossConfig
+from easyocc.models.easyocc import ModelConfig
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with two learning rates (OccNeRF: image encoder 1e-4, the rest 1e-3) and a per-iteration schedule."""
+
+    epochs: int = 12
+    #: Keyframes (of six images each) per process and step.
+    batch_size: int = 1
+    lr: float = 1e-3
+    encoder_lr: float = 1e-4
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    #: step: x gamma at each epoch in ``milestones``; cosine: to 0 over the run; constant. All after warm-up.
+    schedule: Literal["step", "cosine", "constant"] = "step"
+    milestones: tuple[int, ...] = (10,)
+    gamma: float = 0.1
+    #: Iterations of linear warm-up from 0.
+    warmup_iters: int = 0
+    #: Clip the gradients' global norm to this (null: no clipping).
+    grad_clip: float | None = None
+    #: Mixed precision on CUDA (ignored on the CPU); bfloat16 needs no loss scaling.
+    amp: bool = True
+    amp_dtype: Literal["bfloat16", "float16"] = "bfloat16"
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise ValueError("epochs and batch_size must be at least 1")
+        if self.lr <= 0 or self.encoder_lr < 0:
+            raise ValueError("learning rates must be positive (encoder_lr 0 freezes the encoder's updates)")
+
+
+@dataclass
+class TrainConfig:
+    seed: int = 0
+    #: "auto" = the GPU when torch sees one (under torchrun: the local rank's GPU), else the CPU.
+    device: str = "auto"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    #: Iterations between TensorBoard points.
+    log_every: int = 10
+    #: Iterations between extra checkpoints inside an epoch (0: only at the end of each epoch).
+    checkpoint_every: int = 0
+    #: Keep every epoch's checkpoint (checkpoints/epoch_NNN.pt) besides checkpoints/last.pt.
+    keep_epoch_checkpoints: bool = False
+
+    def __post_init__(self):
+        if self.log_every < 1 or self.checkpoint_every < 0:
+            raise ValueError("log_every must be >= 1 and checkpoint_every >= 0")

@@ -1,0 +1,302 @@
+"""Training the EasyOcc model on pseudo-labels: one process (CPU or GPU) or many under torchrun (DDP).
+
+A run folder holds ``config.yaml`` (the resolved config), ``class_weights.json``, ``checkpoints/last.pt`` (model,
+optimiser, scheduler, loss scaler, RNG states and position; rewritten atomically at every epoch end and every
+``checkpoint_every`` iterations), ``model.pt`` (weights + config, at the end), ``train_log.jsonl`` (one line per
+epoch) and ``tb/`` (TensorBoard). The data order is a function of the seed and the epoch only, so a run resumed from
+any checkpoint ends with the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from easyocc.config import config_to_dict, save_config
+from easyocc.data.occ_dataset import OccDataset, split_keyframes
+from easyocc.errors import EasyOccError, InputError
+from easyocc.fileio import atomic_write, save_json
+from easyocc.losses import PseudoLoss, class_counts, class_weights_from_counts
+from easyocc.models.easyocc import EasyOccModel, build_model
+from easyocc.occ3d import CLASS_NAMES, read_labels
+from easyocc.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
+from easyocc.training.config import OptimConfig, TrainConfig
+from easyocc.training.distributed import (
+    DistContext,
+    EpochSampler,
+    all_reduce_sum,
+    init_distributed,
+    shutdown_distributed,
+)
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "class_weights.json"
+LAST_CHECKPOINT = "checkpoints/last.pt"
+MODEL_FILE = "model.pt"
+LOG_FILE = "train_log.jsonl"
+LOSS_KEYS = ("loss", "ce", "lovasz")
+
+
+@dataclass
+class LearningRateSchedule:
+    """Multiplier of the base learning rates at an iteration (a picklable ``LambdaLR`` function)."""
+
+    optim: OptimConfig
+    iterations_per_epoch: int
+
+    def __call__(self, iteration: int) -> float:
+        warmup = min(1.0, (iteration + 1) / self.optim.warmup_iters) if self.optim.warmup_iters else 1.0
+        if self.optim.schedule == "constant":
+            return warmup
+        if self.optim.schedule == "step":
+            epoch = iteration // self.iterations_per_epoch
+            return warmup * self.optim.gamma ** sum(epoch >= m for m in self.optim.milestones)
+        total = self.optim.epochs * self.iterations_per_epoch
+        return warmup * 0.5 * (1.0 + math.cos(math.pi * min(iteration, total) / total))
+
+
+class _LabelCounts(Dataset):
+    """Per-keyframe class counts of the pseudo-labels, inside the loss region."""
+
+    def __init__(self, files: list[Path], region: str):
+        self.files, self.region = files, region
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        labels = read_labels(self.files[i], keys=("semantics", "mask_camera"))
+        return class_counts(labels.semantics, labels.mask_camera if self.region == "camera" else None)
+
+
+def compute_class_weights(dataset: OccDataset, config: TrainConfig, context: DistContext, show_progress: bool) -> dict:
+    """Class counts over all training labels (each process counts a share; the counts are summed) -> weights."""
+    files = [dataset.label_file(i) for i in range(context.rank, len(dataset), context.world_size)]
+    loader = DataLoader(_LabelCounts(files, config.loss.region), batch_size=None,
+                        num_workers=min(config.data.num_workers, len(files)))
+    counts = torch.zeros(len(CLASS_NAMES), dtype=torch.float64)
+    bar = tqdm(loader, desc="class statistics", unit="label", disable=not (show_progress and context.is_main))
+    for item in bar:
+        counts += torch.as_tensor(item, dtype=torch.float64)
+    counts = all_reduce_sum(counts.to(context.device), context).cpu().numpy().astype(np.int64)
+    if counts.sum() == 0:
+        raise EasyOccError(f"the training labels have no labelled voxel in the loss region '{config.loss.region}'")
+    return {
+        "method": config.loss.class_weighting,
+        "region": config.loss.region,
+        "classes": list(CLASS_NAMES),
+        "counts": counts.tolist(),
+        "weights": class_weights_from_counts(counts).tolist(),
+    }
+
+
+def _load_class_weights(path: Path) -> dict:
+    try:
+        record = json.loads(path.read_text())
+        weights = record["weights"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise InputError(path, f"unreadable class weights ({type(exc).__name__}: {exc})") from None
+    if len(weights) != len(CLASS_NAMES):
+        raise InputError(path, f"expected {len(CLASS_NAMES)} weights, found {len(weights)}")
+    return record
+
+
+def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    last = run_dir / LAST_CHECKPOINT
+    if resume and not last.is_file():
+        raise InputError(last, "no checkpoint to resume from")
+    if not resume and (last.exists() or (run_dir / MODEL_FILE).exists()):
+        raise InputError(run_dir, "already holds a training run; pass --resume to continue it, or pick another --out")
+
+
+def make_optimizer(model: EasyOccModel, optim: OptimConfig) -> torch.optim.AdamW:
+    """AdamW with the image encoder (ResNet + neck) at ``encoder_lr`` and the 3D part at ``lr``."""
+    groups = [
+        {"params": model.encoder_parameters(), "lr": optim.encoder_lr, "name": "encoder"},
+        {"params": model.volume_parameters(), "lr": optim.lr, "name": "volume"},
+    ]
+    return torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay)
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
+def _summed(sums: dict, count: int, context: DistContext) -> tuple[dict, int]:
+    """Loss sums and their count, summed over the processes."""
+    totals = all_reduce_sum(torch.tensor([*(sums[k] for k in LOSS_KEYS), count], dtype=torch.float64,
+                                         device=context.device), context).tolist()
+    return dict(zip(LOSS_KEYS, totals[:-1])), int(totals[-1])
+
+
+def _write_log_line(path: Path, record: dict) -> None:
+    lines = path.read_text().splitlines() if path.is_file() else []
+    with atomic_write(path, "w") as handle:
+        handle.write("\n".join([*lines, json.dumps(record)]) + "\n")
+
+
+def train_step(
+    model: torch.nn.Module,
+    criterion: PseudoLoss,
+    batch: dict,
+    amp: contextlib.AbstractContextManager,
+) -> dict[str, torch.Tensor]:
+    """Forward and loss of one batch (on the model's device); the caller runs backward and the optimiser."""
+    with amp:
+        logits = model(batch["images"], batch["intrinsics"], batch["ego_T_cam"])
+    return criterion(logits, batch["semantics"], batch["mask_camera"])
+
+
+def train(
+    config: TrainConfig,
+    data_root: str | os.PathLike,
+    labels_dir: str | os.PathLike,
+    run_dir: str | os.PathLike,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> Path:
+    """Train, writing the run folder; returns the path of ``model.pt``. Under torchrun every process calls this."""
+    run_dir = Path(run_dir)
+    _prepare_run_dir(run_dir, resume)
+    context = init_distributed(config.device)
+    try:
+        return _train(config, Path(data_root), Path(labels_dir), run_dir, resume, show_progress, context)
+    finally:
+        shutdown_distributed(context)
+
+
+def _train(config, data_root, labels_dir, run_dir, resume, show_progress, context: DistContext) -> Path:
+    device = context.device
+    seed_everything(config.seed)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    keyframes = split_keyframes(data_root, config.data.version, config.data.split)
+    dataset = OccDataset(keyframes, config.data, labels_dir)
+    if len(dataset) == 0:
+        raise EasyOccError(f"no training keyframes in split '{config.data.split}' of {data_root}")
+
+    weights_path = run_dir / WEIGHTS_FILE
+    if resume and weights_path.is_file():
+        class_weights = _load_class_weights(weights_path)
+    else:
+        class_weights = compute_class_weights(dataset, config, context, show_progress)
+    if context.is_main:
+        save_config(run_dir / CONFIG_FILE, config)
+        save_json(weights_path, class_weights)
+    criterion = PseudoLoss(config.loss, np.asarray(class_weights["weights"], dtype=np.float32)).to(device)
+
+    model = build_model(config.model, load_weights=not resume).to(device)
+    optimizer = make_optimizer(model, config.optim)
+    sampler = EpochSampler(len(dataset), context.world_size, context.rank, config.seed)
+    iterations_per_epoch = math.ceil(sampler.per_replica / config.optim.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LearningRateSchedule(config.optim, iterations_per_epoch))
+    use_amp = config.optim.amp and device.type == "cuda"
+    amp_dtype = torch.bfloat16 if config.optim.amp_dtype == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+
+    position = {"epoch": 0, "batch": 0, "iteration": 0, "sums": dict.fromkeys(LOSS_KEYS, 0.0), "count": 0}
+    if resume:
+        state = load_checkpoint(run_dir / LAST_CHECKPOINT, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        position = state["position"]
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if context.distributed else model
+
+    def checkpoint(epoch: int, batch: int, sums: dict, count: int, epoch_end: bool) -> None:
+        if not context.is_main:
+            return
+        state = {
+            "config": config_to_dict(config),
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict(),
+            "rng": rng_state(),
+            "position": {"epoch": epoch, "batch": batch, "iteration": iteration, "sums": sums, "count": count},
+        }
+        save_checkpoint(run_dir / LAST_CHECKPOINT, state)
+        if epoch_end and config.keep_epoch_checkpoints:  # here ``epoch`` = the number of finished epochs
+            named = run_dir / "checkpoints" / f"epoch_{epoch:03d}.pt"
+            named.unlink(missing_ok=True)
+            os.link(run_dir / LAST_CHECKPOINT, named)
+
+    loader = DataLoader(dataset, batch_size=config.optim.batch_size, sampler=sampler,
+                        num_workers=config.data.num_workers, pin_memory=device.type == "cuda")
+    writer = None
+    if context.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run_dir / "tb"), purge_step=position["iteration"] if resume else None)
+    amp = torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
+    iteration = position["iteration"]
+    net.train()
+    for epoch in range(position["epoch"], config.optim.epochs):
+        start = position["batch"] if epoch == position["epoch"] else 0
+        resumed_part = start and context.is_main
+        sums = dict(position["sums"]) if resumed_part else dict.fromkeys(LOSS_KEYS, 0.0)
+        count = position["count"] if resumed_part else 0
+        sampler.set_epoch(epoch, start * config.optim.batch_size)
+        started = time.perf_counter()
+        bar = tqdm(loader, total=iterations_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{config.optim.epochs}",
+                   unit="it", disable=not (show_progress and context.is_main), dynamic_ncols=True)
+        for batch_index, batch in enumerate(bar, start=start):
+            losses = train_step(net, criterion, _to_device(batch, device), amp)
+            if not torch.isfinite(losses["loss"]):
+                raise EasyOccError(f"the loss is {losses['loss'].item()} at iteration {iteration}: training diverged")
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(losses["loss"]).backward()
+            if config.optim.grad_clip is not None:
+                scaler.unscale_(optimizer)
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            iteration += 1
+            values = {k: float(losses[k]) for k in LOSS_KEYS}
+            for k in LOSS_KEYS:
+                sums[k] += values[k]
+            count += 1
+            bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{optimizer.param_groups[1]['lr']:.2e}")
+            if writer is not None and iteration % config.log_every == 0:
+                for k in LOSS_KEYS:
+                    writer.add_scalar(f"train/{k}", values[k], iteration)
+                for group in optimizer.param_groups:
+                    writer.add_scalar(f"lr/{group['name']}", group["lr"], iteration)
+                writer.add_scalar("speed/iterations_per_second",
+                                  (batch_index + 1 - start) / max(time.perf_counter() - started, 1e-9), iteration)
+            if config.checkpoint_every and iteration % config.checkpoint_every == 0 \
+                    and batch_index + 1 < iterations_per_epoch:
+                # The partial sums are saved summed over the processes; a resumed run gives them to rank 0 alone.
+                checkpoint(epoch, batch_index + 1, *_summed(sums, count, context), epoch_end=False)
+        bar.close()
+        total_sums, total_count = _summed(sums, count, context)
+        means = {k: total_sums[k] / total_count for k in LOSS_KEYS}
+        if context.is_main:
+            record = {"epoch": epoch + 1, "iteration": iteration, **means,
+                      "seconds": round(time.perf_counter() - started, 2)}
+            _write_log_line(run_dir / LOG_FILE, record)
+            for k in LOSS_KEYS:
+                writer.add_scalar(f"epoch/{k}", means[k], epoch + 1)
+        checkpoint(epoch + 1, 0, dict.fromkeys(LOSS_KEYS, 0.0), 0, epoch_end=True)
+    if writer is not None:
+        writer.close()
+    model_path = run_dir / MODEL_FILE
+    if context.is_main:
+        save_checkpoint(model_path, {"config": config_to_dict(config), "model": model.state_dict(),
+                                     "class_weights": class_weights, "iteration": iteration})
+    return model_path

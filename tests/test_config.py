@@ -1,0 +1,56 @@
+"""Typed configs from YAML with overrides; bad keys and values are one-line errors naming the file."""
+
+from __future__ import annotations
+
+import pytest
+
+from easyocc.config import ConfigError, apply_overrides, config_from_dict, load_config, save_config
+from easyocc.errors import InputError
+from easyocc.training.config import TrainConfig
+
+
+def test_yaml_with_overrides(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("seed: 3\nmodel:\n  backbone: resnet18\n  volume_blocks: [1, 2]\ndata:\n  image_size: [96, 160]\n")
+    config = load_config(TrainConfig, path, ["optim.epochs=2", "model.pretrained=/x/r18.pth", "data.crop=[0,0,64,160]"])
+    assert config.seed == 3 and config.model.backbone == "resnet18" and config.model.volume_blocks == (1, 2)
+    assert config.data.image_size == (96, 160) and config.data.input_size == (64, 160)
+    assert config.optim.epochs == 2 and config.model.pretrained == "/x/r18.pth"
+    assert config.optim.lr == 1e-3  # untouched defaults stay
+
+
+def test_round_trip(tmp_path):
+    config = apply_overrides(TrainConfig(), ["optim.grad_clip=5", "loss.region=all"])
+    save_config(tmp_path / "c.yaml", config)
+    assert load_config(TrainConfig, tmp_path / "c.yaml") == config
+    assert isinstance(config.optim.grad_clip, float)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model:\n  backbon: resnet18\n", "unknown key 'model.backbon'"),
+        ("model:\n  backbone: resnet152\n", "model.backbone: 'resnet152' is not one of"),
+        ("optim:\n  epochs: two\n", "optim.epochs: expected an integer"),
+        ("data:\n  image_size: [10]\n", "data.image_size: expected 2 values"),
+        ("optim:\n  epochs: 0\n", "optim: epochs and batch_size must be at least 1"),
+        ("data:\n  image_size: [90, 160]\n  crop: [0, 0, 100, 160]\n", "does not fit inside"),
+        ("[1, 2]\n", "must hold a mapping"),
+        ("model: {backbone: [\n", "invalid YAML"),
+    ],
+)
+def test_bad_config_files(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(InputError) as info:
+        load_config(TrainConfig, path)
+    assert str(info.value).startswith(str(path)) and message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_overrides():
+    with pytest.raises(InputError, match="unknown key 'optim.learning_rate'"):
+        load_config(TrainConfig, None, ["optim.learning_rate=1"])
+    with pytest.raises(InputError, match="not of the form key=value"):
+        load_config(TrainConfig, None, ["optim.lr"])
+    with pytest.raises(ConfigError, match="expected true or false"):
+        config_from_dict(TrainConfig, {"model": {"freeze_backbone_bn": "yes"}})
