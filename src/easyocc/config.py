@@ -1,15 +1,10 @@
 """Typed configs: dataclasses filled from YAML files and ``key=value`` overrides, checked field by field.
 
->>> @dataclass
-... class Optim:
-...     lr: float = 1e-3
->>> @dataclass
-... class Run:
-...     optim: Optim = field(default_factory=Optim)
-...     epochs: int = 1
->>> cfg = config_from_dict(Run, {"epochs": 3})
->>> apply_overrides(cfg, ["optim.lr=0.01"]).optim.lr
-0.01
+>>> from easyocc.training.config import TrainConfig
+>>> config = config_from_dict(TrainConfig, {"optim": {"epochs": 3}})
+>>> changed = apply_overrides(config, ["optim.lr=0.01", "model.backbone=resnet18"])
+>>> changed.optim.lr, changed.optim.epochs, changed.model.backbone
+(0.01, 3, 'resnet18')
 """
 
 from __future__ import annotations
@@ -17,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from dataclasses import dataclass, field  # noqa: F401  (re-exported for the doctest above)
 from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar

@@ -14,7 +14,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -48,22 +48,24 @@ LOG_FILE = "train_log.jsonl"
 LOSS_KEYS = ("loss", "ce", "lovasz")
 
 
-@dataclass
-class LearningRateSchedule:
-    """Multiplier of the base learning rates at an iteration (a picklable ``LambdaLR`` function)."""
+def learning_rate_factor(optim: OptimConfig, iterations_per_epoch: int) -> Callable[[int], float]:
+    """The multiplier of the base learning rates at an iteration, for ``LambdaLR``.
 
-    optim: OptimConfig
-    iterations_per_epoch: int
+    A plain function on purpose: ``LambdaLR`` stores nothing of it in its state, so a resumed run follows the
+    schedule of its (possibly extended) config rather than the one saved with the checkpoint.
+    """
 
-    def __call__(self, iteration: int) -> float:
-        warmup = min(1.0, (iteration + 1) / self.optim.warmup_iters) if self.optim.warmup_iters else 1.0
-        if self.optim.schedule == "constant":
+    def factor(iteration: int) -> float:
+        warmup = min(1.0, (iteration + 1) / optim.warmup_iters) if optim.warmup_iters else 1.0
+        if optim.schedule == "constant":
             return warmup
-        if self.optim.schedule == "step":
-            epoch = iteration // self.iterations_per_epoch
-            return warmup * self.optim.gamma ** sum(epoch >= m for m in self.optim.milestones)
-        total = self.optim.epochs * self.iterations_per_epoch
+        if optim.schedule == "step":
+            epoch = iteration // iterations_per_epoch
+            return warmup * optim.gamma ** sum(epoch >= m for m in optim.milestones)
+        total = optim.epochs * iterations_per_epoch
         return warmup * 0.5 * (1.0 + math.cos(math.pi * min(iteration, total) / total))
+
+    return factor
 
 
 class _LabelCounts(Dataset):
@@ -200,7 +202,7 @@ def _train(config, data_root, labels_dir, run_dir, resume, show_progress, contex
     optimizer = make_optimizer(model, config.optim)
     sampler = EpochSampler(len(dataset), context.world_size, context.rank, config.seed)
     iterations_per_epoch = math.ceil(sampler.per_replica / config.optim.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, LearningRateSchedule(config.optim, iterations_per_epoch))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(config.optim, iterations_per_epoch))
     use_amp = config.optim.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if config.optim.amp_dtype == "bfloat16" else torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
@@ -267,7 +269,7 @@ def _train(config, data_root, labels_dir, run_dir, resume, show_progress, contex
             scaler.update()
             scheduler.step()
             iteration += 1
-            values = {k: float(losses[k]) for k in LOSS_KEYS}
+            values = {k: losses[k].detach().item() for k in LOSS_KEYS}
             for k in LOSS_KEYS:
                 sums[k] += values[k]
             count += 1
