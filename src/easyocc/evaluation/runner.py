@@ -347,11 +347,11 @@ def evaluate_dirs(
     origins = _ray_origins(pairing, config.data_root, config.version) if config.rayiou else {}
     ray_device = _resolve_ray_device(config.ray_device) if config.rayiou else None
     ray_mode = None if ray_device is None else "numba" if ray_device == "numba" else "collect"
-    # The torch path batches a whole job on the device: keep jobs GPU-sized.
-    chunk = _CHUNK if ray_mode != "collect" else 8
     samples = [(gt, pred, origins.get(token)) for token, gt, pred in pairing.pairs]
+    workers = max(1, min(config.workers or default_workers(), len(samples)))
+    # A few jobs per worker balance the load; the torch path casts a whole job at once, so keep those GPU-sized.
+    chunk = max(1, min(_CHUNK if ray_mode != "collect" else 8, math.ceil(len(samples) / (4 * workers))))
     jobs = [_Job(samples[i : i + chunk], config.mask, ray_mode) for i in range(0, len(samples), chunk)]
-    workers = min(config.workers or default_workers(), len(jobs))
 
     confusion = ConfusionMatrix()
     rays = RayIoU() if ray_mode else None
