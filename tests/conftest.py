@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-# ../shared/realdata beside the repo; from a git worktree (/work/wt/NAME) the nearest ancestor holding one.
-REALDATA = next(
+# ../shared/realdata beside the repository; EASYOCC_REALDATA points elsewhere; from a git worktree (/work/wt/NAME)
+# the nearest ancestor folder holding shared/realdata.
+REALDATA = Path(os.environ.get("EASYOCC_REALDATA") or next(
     (p / "shared" / "realdata" for p in Path(__file__).resolve().parents[1:] if (p / "shared" / "realdata").is_dir()),
     Path(__file__).resolve().parents[1].parent / "shared" / "realdata",
-)
+))
 REAL_KEYFRAME = REALDATA / "nuscenes-scene0061-kf0"
 REAL_OCC3D_LABELS = REALDATA / "occ3d-sample" / "labels.npz"
 REAL_EGO_MASKS = REALDATA / "ego-masks"

@@ -17,6 +17,7 @@ from easyocc.errors import EasyOccError
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("easyocc.training.command", "train the EasyOcc model on pseudo-labels (CPU, GPU, torchrun)"),
     "predict": ("easyocc.predict", "write Occ3D predictions of a trained model for a split"),
+    "eval": ("easyocc.evaluation.command", "score predictions against Occ3D ground truth (mIoU, IoU, RayIoU)"),
 }
 
 
