@@ -15,6 +15,7 @@ from easyocc import cli
 from easyocc.config import load_config
 from easyocc.data.occ_dataset import DataConfig, OccDataset, split_keyframes
 from easyocc.errors import InputError
+from easyocc.evaluation.runner import evaluate_dirs
 from easyocc.geometry import project_points
 from easyocc.losses import PseudoLoss
 from easyocc.occ3d import read_prediction
@@ -171,6 +172,9 @@ def test_predict_writes_files_the_evaluator_reads(dataroot, trained_run, tmp_pat
     assert sorted(p.name for p in out.iterdir()) == sorted(f"{t}.npz" for t in tokens)
     preds = [read_prediction(out / f"{t}.npz") for t in tokens]
     assert all(p.shape == (200, 200, 16) and p.dtype == np.uint8 for p in preds)
+    # The evaluator scores them (the pseudo-labels stand in for ground truth: the same gts/ layout).
+    report = evaluate_dirs(out, labels, workers=1, progress=False)
+    assert report.num_samples == 3 and 0.0 <= report.scores.iou <= 100.0
     # The same images give the same prediction; and a training checkpoint predicts as well as model.pt.
     assert np.array_equal(preds[0], preds[1])
     code = cli.main(["predict", "--checkpoint", str(run / "checkpoints" / "last.pt"), "--data", str(root),

@@ -89,21 +89,22 @@ class VoxelLifter(nn.Module):
         dtype = torch.promote_types(features.dtype, torch.float32)
         centers = self.centers.to(dtype)
         with torch.autocast(device_type=features.device.type, enabled=False):
-            cam_T_ego = invert_rigid(ego_T_cam.to(dtype))
+            # All cameras projected at once (B * N, P, 2): small next to the features sampled below.
+            grids, visible = project_to_image(
+                centers, invert_rigid(ego_T_cam.to(dtype)).flatten(0, 1), intrinsics.to(dtype).flatten(0, 1),
+                image_size, self.min_depth,
+            )
+            grids, weights = grids.unflatten(0, (batch, cameras)), visible.to(dtype).unflatten(0, (batch, cameras))
             total = features.new_zeros((batch, channels, centers.shape[0]), dtype=dtype)
-            seen = features.new_zeros((batch, centers.shape[0]), dtype=dtype)
-            # One camera at a time: only its (B, C, P) samples live at once, and autograd keeps just the grids.
+            # Sampling one camera at a time: only its (B, C, P) samples live at once (the paper grid: 160 MB
+            # rather than 1 GB for six), and autograd keeps just the grids.
             for cam in range(cameras):
-                grid, visible = project_to_image(
-                    centers, cam_T_ego[:, cam], intrinsics[:, cam].to(dtype), image_size, self.min_depth
-                )
                 sampled = F.grid_sample(
-                    features[:, cam].to(dtype), grid[:, None], mode="bilinear", padding_mode="border",
+                    features[:, cam].to(dtype), grids[:, cam, None], mode="bilinear", padding_mode="border",
                     align_corners=False,
                 )[:, :, 0]
-                weight = visible.to(dtype)
-                total = total + sampled * weight[:, None]
-                seen = seen + weight
+                total = total + sampled * weights[:, cam, None]
+            seen = weights.sum(dim=1)
             mean = total / seen.clamp(min=1.0)[:, None]
         volume = mean.reshape(batch, channels, *self.grid.shape)
         extras = torch.cat(

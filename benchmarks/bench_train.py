@@ -1,0 +1,333 @@
+"""Time per training iteration and peak memory of the EasyOcc model, for configs/demo.yaml and configs/paper.yaml.
+
+One iteration = forward (encoder, lifting, 3D CNN), pseudo loss (CE + Lovász on the camera region), backward,
+AdamW step, on a synthetic keyframe of the config's input size (six cameras mounted like nuScenes', random images,
+pseudo-labels with a camera mask of ~15 % of the grid, about what real masks hold). Each config runs in its own
+process, so its peak memory (CPU: max RSS; GPU: torch's max allocated) is its own. On the GPU the config's AMP
+setting applies.
+
+Also measured, where it applies: the lifting against a reference implementation that samples all cameras in one
+``grid_sample`` call (the obvious way, materialising (B, N, C, P)), same inputs, same outputs; and the loading of
+one real nuScenes keyframe (six 1600x900 JPEGs) at the config's input size, when ../shared/realdata is there.
+
+    python benchmarks/bench_train.py [--configs demo paper] [--device auto] [--iterations 5] [--paper-iterations 2]
+
+Prints JSON (medians).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def six_camera_rig(image_size: tuple[int, int]):
+    """Intrinsics (6, 3, 3) for ``image_size`` (H, W) and ego_T_cam (6, 4, 4) of cameras around the car,
+    mounted and aimed as nuScenes' (yaws 0, -55, 55, 180, 110, -110 degrees, 1.5 m high)."""
+    import numpy as np
+
+    from easyocc.geometry import scale_intrinsics
+
+    height, width = image_size
+    K_full = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])
+    K = scale_intrinsics(K_full, width / 1600, height / 900)
+    poses = []
+    for yaw in np.deg2rad([0, -55, 55, 180, 110, -110]):
+        forward = np.array([np.cos(yaw), np.sin(yaw), 0.0])
+        right = np.array([np.sin(yaw), -np.cos(yaw), 0.0])
+        T = np.eye(4)
+        T[:3, :3] = np.stack([right, [0.0, 0.0, -1.0], forward], axis=1)
+        T[:3, 3] = [1.0 * np.cos(yaw), 1.0 * np.sin(yaw), 1.5]
+        poses.append(T)
+    return np.stack([K] * 6), np.stack(poses)
+
+
+def synthetic_batch(config, device):
+    import numpy as np
+    import torch
+
+    from easyocc.occ3d import FREE, GRID_SHAPE, OCC3D_GRID
+
+    generator = torch.Generator().manual_seed(0)
+    height, width = config.data.input_size
+    K, ego_T_cam = six_camera_rig((height, width))
+    centers = OCC3D_GRID.centers()
+    radius = np.hypot(centers[..., 0], centers[..., 1])
+    semantics = np.full(GRID_SHAPE, FREE, dtype=np.uint8)
+    semantics[:, :, 2] = 11
+    semantics[(radius > 10) & (radius < 12) & (centers[..., 2] < 2)] = 15
+    mask = (radius < 25) & (centers[..., 2] < 2.6)  # ~15 % of the grid
+    return {
+        "images": torch.randint(0, 256, (1, 6, 3, height, width), generator=generator, dtype=torch.uint8).to(device),
+        "intrinsics": torch.from_numpy(K).float()[None].to(device),
+        "ego_T_cam": torch.from_numpy(ego_T_cam).float()[None].to(device),
+        "semantics": torch.from_numpy(semantics)[None].to(device),
+        "mask_camera": torch.from_numpy(mask)[None].to(device),
+    }
+
+
+def peak_memory_mb(device) -> float:
+    """CUDA: the most torch has held allocated; CPU: the process's peak resident memory (torch itself included)."""
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
+
+
+def current_memory_mb(device) -> float:
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.memory_allocated(device) / 2**20
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def measure_config(name: str, device_name: str, iterations: int) -> dict:
+    """Run in a child process: time ``iterations`` training steps of configs/<name>.yaml after one warm-up."""
+    import numpy as np
+    import torch
+
+    from easyocc.config import load_config
+    from easyocc.losses import PseudoLoss
+    from easyocc.training.config import TrainConfig
+    from easyocc.training.distributed import pick_device
+    from easyocc.training.loop import make_optimizer, train_step
+
+    config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
+    device = pick_device(device_name)
+    torch.manual_seed(0)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    from easyocc.models.easyocc import build_model
+
+    model = build_model(config.model, load_weights=False).to(device).train()
+    optimizer = make_optimizer(model, config.optim)
+    weights = np.ones(18, dtype=np.float32) if config.loss.class_weighting != "none" else None
+    criterion = PseudoLoss(config.loss, weights).to(device)
+    use_amp = config.optim.amp and device.type == "cuda"
+    dtype = torch.bfloat16 if config.optim.amp_dtype == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and dtype == torch.float16)
+    batch = synthetic_batch(config, device)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    def step() -> float:
+        sync()
+        start = time.perf_counter()
+        losses = train_step(model, criterion, batch, torch.autocast(device.type, dtype=dtype, enabled=use_amp))
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(losses["loss"]).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        sync()
+        return time.perf_counter() - start
+
+    warmup = step()
+    times = [step() for _ in range(iterations)]
+    result = {
+        "iteration_s_median": statistics.median(times),
+        "iteration_s": [round(t, 4) for t in times],
+        "warmup_s": round(warmup, 3),
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+        "input": f"6 x {config.data.input_size[0]}x{config.data.input_size[1]}",
+        "backbone": config.model.backbone,
+        "lift_grid": list(config.model.lift_grid.shape),
+        "amp": f"{config.optim.amp_dtype}" if use_amp else "off",
+        "parameters_million": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+    }
+    result["components_s"] = component_times(model, criterion, batch, config, device, use_amp, dtype, sync)
+    return result
+
+
+def component_times(model, criterion, batch, config, device, use_amp, dtype, sync) -> dict:
+    """Forward-only times of the parts (one run each, after the warm-up above)."""
+    import torch
+
+    timings = {}
+    with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=use_amp):
+        sync()
+        t = time.perf_counter()
+        features = model.image_features(batch["images"])
+        sync()
+        timings["encoder_forward"] = time.perf_counter() - t
+        t = time.perf_counter()
+        volume = model.lifter(features, batch["intrinsics"], batch["ego_T_cam"], tuple(batch["images"].shape[-2:]))
+        sync()
+        timings["lifting_forward"] = time.perf_counter() - t
+        t = time.perf_counter()
+        logits = model.voxel_cnn(volume).float()
+        if logits.shape[-3:] != batch["semantics"].shape[-3:]:
+            logits = torch.nn.functional.interpolate(logits, size=batch["semantics"].shape[-3:], mode="trilinear")
+        sync()
+        timings["voxel_cnn_forward"] = time.perf_counter() - t
+        t = time.perf_counter()
+        criterion(logits, batch["semantics"], batch["mask_camera"])
+        sync()
+        timings["loss_forward"] = time.perf_counter() - t
+    return {k: round(v, 4) for k, v in timings.items()}
+
+
+def reference_lifting(lifter, features, intrinsics, ego_T_cam, image_size):
+    """All cameras in one grid_sample call: (B * N, C, 1, P) samples at once, then the masked mean."""
+    import torch
+    import torch.nn.functional as F
+
+    from easyocc.models.lifting import invert_rigid, project_to_image
+
+    batch, cameras, channels = features.shape[:3]
+    cam_T_ego = invert_rigid(ego_T_cam.float()).flatten(0, 1)
+    grid, visible = project_to_image(lifter.centers, cam_T_ego, intrinsics.float().flatten(0, 1), image_size)
+    sampled = F.grid_sample(features.float().flatten(0, 1), grid[:, None], align_corners=False,
+                            padding_mode="border")[:, :, 0].unflatten(0, (batch, cameras))
+    weight = visible.float().unflatten(0, (batch, cameras))
+    total = (sampled * weight[:, :, None]).sum(1)
+    seen = weight.sum(1)
+    return total / seen.clamp(min=1)[:, None], seen
+
+
+def measure_lifting(name: str, device_name: str, iterations: int) -> dict:
+    """Lifting forward + backward: this implementation vs the all-cameras-at-once reference (child process each)."""
+    import torch
+
+    from easyocc.config import load_config
+    from easyocc.models.lifting import VoxelLifter
+    from easyocc.training.config import TrainConfig
+    from easyocc.training.distributed import pick_device
+
+    config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
+    device = pick_device(device_name)
+    stride = config.model.feature_stride
+    height, width = config.data.input_size
+    K, ego_T_cam = six_camera_rig((height, width))
+    lifter = VoxelLifter(config.model.lift_grid).to(device)
+    features = torch.randn(1, 6, config.model.feature_channels, height // stride, width // stride, device=device,
+                           requires_grad=True)
+    K = torch.from_numpy(K).float()[None].to(device)
+    ego_T_cam = torch.from_numpy(ego_T_cam).float()[None].to(device)
+
+    def ours():
+        volume = lifter(features, K, ego_T_cam, (height, width))
+        volume[:, : features.shape[2]].sum().backward()
+        return volume
+
+    def reference():
+        mean, _ = reference_lifting(lifter, features, K, ego_T_cam, (height, width))
+        mean.sum().backward()
+        return mean
+
+    def timed(fn):
+        fn()
+        out = []
+        for _ in range(iterations):
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            out.append(time.perf_counter() - t)
+        return statistics.median(out)
+
+    which = os.environ["BENCH_LIFTING_WHICH"]
+    baseline = current_memory_mb(device)
+    if which == "check":
+        a = lifter(features, K, ego_T_cam, (height, width))[:, : features.shape[2]].flatten(2)
+        b, _ = reference_lifting(lifter, features, K, ego_T_cam, (height, width))
+        return {"max_abs_difference": float((a - b).abs().max())}
+    seconds = timed(ours if which == "ours" else reference)
+    return {"seconds": round(seconds, 4), "extra_peak_memory_mb": round(peak_memory_mb(device) - baseline, 1)}
+
+
+def measure_loading(name: str) -> dict | None:
+    """Loading one real nuScenes keyframe (six 1600x900 JPEGs) at the config's input size, one process."""
+    from easyocc.config import load_config
+    from easyocc.data.occ_dataset import load_camera_image
+    from easyocc.training.config import TrainConfig
+
+    images = sorted((REPO.parent / "shared" / "realdata" / "nuscenes-scene0061-kf0" / "samples").glob("CAM_*/*.jpg"))
+    if not images:
+        images = sorted(Path("/work/shared/realdata/nuscenes-scene0061-kf0/samples").glob("CAM_*/*.jpg"))
+    if len(images) != 6:
+        return None
+    import numpy as np
+
+    config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
+    K = np.array([[1266.4, 0.0, 816.3], [0.0, 1266.4, 491.5], [0.0, 0.0, 1.0]])
+    times = []
+    for _ in range(5):
+        t = time.perf_counter()
+        for path in images:
+            load_camera_image(path, K, (1600, 900), config.data)
+        times.append(time.perf_counter() - t)
+    return {"keyframe_s_median": round(statistics.median(times), 4), "images": "6 real nuScenes 1600x900 JPEGs"}
+
+
+def run_child(kind: str, name: str, device: str, iterations: int, extra_env: dict | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
+           **(extra_env or {})}
+    command = [sys.executable, __file__, "--child", kind, name, device, str(iterations)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
+    if result.returncode != 0:
+        return {"error": result.stderr.strip().splitlines()[-1] if result.stderr.strip() else "failed"}
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", nargs="+", default=["demo", "paper"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--iterations", type=int, default=5, help="timed iterations (demo config, and on a GPU)")
+    parser.add_argument("--paper-iterations", type=int, default=2, help="timed iterations of the paper config on the CPU")
+    parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, name, device, iterations = args.child
+        sys.path.insert(0, str(REPO / "src"))
+        measure = {"train": measure_config, "lifting": measure_lifting}[kind]
+        print(json.dumps(measure(name, device, int(iterations)) if kind != "loading" else measure_loading(name)))
+        return
+
+    sys.path.insert(0, str(REPO / "src"))
+    import torch
+
+    from easyocc.training.distributed import pick_device
+
+    device = pick_device(args.device)
+    report = {
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "configs": {},
+    }
+    for name in args.configs:
+        iterations = args.paper_iterations if (name == "paper" and device.type == "cpu") else args.iterations
+        entry = {"train_iteration": run_child("train", name, args.device, iterations)}
+        ours = run_child("lifting", name, args.device, iterations, {"BENCH_LIFTING_WHICH": "ours"})
+        reference = run_child("lifting", name, args.device, iterations, {"BENCH_LIFTING_WHICH": "reference"})
+        check = run_child("lifting", name, args.device, 1, {"BENCH_LIFTING_WHICH": "check"})
+        lifting = {"ours": ours, "reference_all_cameras_at_once": reference, **check}
+        if "seconds" in ours and "seconds" in reference:
+            lifting["time_ratio_reference_over_ours"] = round(reference["seconds"] / ours["seconds"], 3)
+            lifting["memory_ratio_reference_over_ours"] = round(
+                reference["extra_peak_memory_mb"] / max(ours["extra_peak_memory_mb"], 1.0), 3)
+        entry["lifting_forward_backward"] = lifting
+        entry["data_loading"] = measure_loading(name)
+        report["configs"][name] = entry
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
