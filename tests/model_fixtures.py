@@ -8,8 +8,20 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 
 from easyocc.occ3d import FREE, GRID_SHAPE, OCC3D_GRID, write_labels
+
+@pytest.fixture(scope="module", autouse=False)
+def torch_single_thread():
+    """One torch thread for a test module: these tensors are small, and on a shared machine two threads spend more
+    time waiting for each other than computing (3x slower measured under load). Restored afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
 
 #: A tiny network and small inputs: a training step takes well under a second on one core.
 TINY_OVERRIDES = [

@@ -22,7 +22,9 @@ from easyocc.occ3d import GRID_SHAPE, NUM_CLASSES
 from easyocc.training.checkpoint import load_checkpoint
 from easyocc.training.distributed import init_distributed, shutdown_distributed
 from easyocc.training.loop import train_step
-from model_fixtures import TINY_OVERRIDES, replicate_keyframe, write_pseudo_labels
+from model_fixtures import TINY_OVERRIDES, replicate_keyframe, torch_single_thread, write_pseudo_labels  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = {"backbone": "resnet18", "neck_channels": 8, "feature_channels": 4, "lift_downsample": 8,

@@ -15,6 +15,9 @@ from easyocc.models.neck import FPNNeck
 from easyocc.models.resnet import ResNet, load_pretrained
 from easyocc.models.voxel_cnn import VoxelUNet
 from easyocc.occ3d import OCC3D_GRID, VoxelGrid
+from model_fixtures import torch_single_thread  # noqa: F401  (fixture)
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 # Sizes of torchvision's state dicts, counted from the architectures: every conv has a weight, every BN a weight,
 # bias, running_mean, running_var and num_batches_tracked, plus fc.weight and fc.bias.

@@ -23,7 +23,9 @@ from easyocc.training.checkpoint import load_checkpoint, load_trained_model
 from easyocc.training.config import OptimConfig, TrainConfig
 from easyocc.training.distributed import EpochSampler
 from easyocc.training.loop import learning_rate_factor, train
-from model_fixtures import TINY_OVERRIDES, replicate_keyframe, write_pseudo_labels
+from model_fixtures import TINY_OVERRIDES, replicate_keyframe, torch_single_thread, write_pseudo_labels  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
 SCENE = "scene-0061"
 

@@ -135,10 +135,9 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _summed(sums: dict, count: int, context: DistContext) -> tuple[dict, int]:
-    """Loss sums and their count, summed over the processes."""
-    totals = all_reduce_sum(torch.tensor([*(sums[k] for k in LOSS_KEYS), count], dtype=torch.float64,
-                                         device=context.device), context).tolist()
+def _summed(sums: torch.Tensor, count: int, context: DistContext) -> tuple[dict, int]:
+    """Loss sums (a float64 tensor in LOSS_KEYS order) and their count, summed over the processes."""
+    totals = all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]), context).tolist()
     return dict(zip(LOSS_KEYS, totals[:-1])), int(totals[-1])
 
 
@@ -173,132 +172,162 @@ def train(
     _prepare_run_dir(run_dir, resume)
     context = init_distributed(config.device)
     try:
-        return _train(config, Path(data_root), Path(labels_dir), run_dir, resume, show_progress, context)
+        return _Run(config, Path(data_root), Path(labels_dir), run_dir, resume, show_progress, context).train()
     finally:
         shutdown_distributed(context)
 
 
-def _train(config, data_root, labels_dir, run_dir, resume, show_progress, context: DistContext) -> Path:
-    device = context.device
-    seed_everything(config.seed)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    keyframes = split_keyframes(data_root, config.data.version, config.data.split)
-    dataset = OccDataset(keyframes, config.data, labels_dir)
-    if len(dataset) == 0:
-        raise EasyOccError(f"no training keyframes in split '{config.data.split}' of {data_root}")
+class _Run:
+    """One process's share of a training run: the data, the model and its optimisation state, the run folder."""
 
-    weights_path = run_dir / WEIGHTS_FILE
-    if resume and weights_path.is_file():
-        class_weights = _load_class_weights(weights_path)
-    else:
-        class_weights = compute_class_weights(dataset, config, context, show_progress)
-    if context.is_main:
-        save_config(run_dir / CONFIG_FILE, config)
-        save_json(weights_path, class_weights)
-    criterion = PseudoLoss(config.loss, np.asarray(class_weights["weights"], dtype=np.float32)).to(device)
+    def __init__(self, config: TrainConfig, data_root: Path, labels_dir: Path, run_dir: Path, resume: bool,
+                 show_progress: bool, context: DistContext):
+        self.config, self.run_dir, self.context = config, run_dir, context
+        self.show_progress = show_progress and context.is_main
+        device = self.device = context.device
+        seed_everything(config.seed)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        keyframes = split_keyframes(data_root, config.data.version, config.data.split)
+        self.dataset = OccDataset(keyframes, config.data, labels_dir)
+        if len(self.dataset) == 0:
+            raise EasyOccError(f"no training keyframes in split '{config.data.split}' of {data_root}")
 
-    model = build_model(config.model, load_weights=not resume).to(device)
-    optimizer = make_optimizer(model, config.optim)
-    sampler = EpochSampler(len(dataset), context.world_size, context.rank, config.seed)
-    iterations_per_epoch = math.ceil(sampler.per_replica / config.optim.batch_size)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, learning_rate_factor(config.optim, iterations_per_epoch))
-    use_amp = config.optim.amp and device.type == "cuda"
-    amp_dtype = torch.bfloat16 if config.optim.amp_dtype == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+        weights_path = run_dir / WEIGHTS_FILE
+        if resume and weights_path.is_file():
+            self.class_weights = _load_class_weights(weights_path)
+        else:
+            self.class_weights = compute_class_weights(self.dataset, config, context, show_progress)
+        if context.is_main:
+            save_config(run_dir / CONFIG_FILE, config)
+            save_json(weights_path, self.class_weights)
+        weights = np.asarray(self.class_weights["weights"], dtype=np.float32)
+        self.criterion = PseudoLoss(config.loss, weights).to(device)
 
-    position = {"epoch": 0, "batch": 0, "iteration": 0, "sums": dict.fromkeys(LOSS_KEYS, 0.0), "count": 0}
-    if resume:
-        state = load_checkpoint(run_dir / LAST_CHECKPOINT, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        self.model = build_model(config.model, load_weights=not resume).to(device)
+        self.optimizer = make_optimizer(self.model, config.optim)
+        self.sampler = EpochSampler(len(self.dataset), context.world_size, context.rank, config.seed)
+        self.iterations_per_epoch = math.ceil(self.sampler.per_replica / config.optim.batch_size)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, learning_rate_factor(config.optim, self.iterations_per_epoch))
+        use_amp = config.optim.amp and device.type == "cuda"
+        amp_dtype = torch.bfloat16 if config.optim.amp_dtype == "bfloat16" else torch.float16
+        self.amp = torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+        self.position = {"epoch": 0, "batch": 0, "iteration": 0, "sums": dict.fromkeys(LOSS_KEYS, 0.0), "count": 0}
+        if resume:
+            self._restore(load_checkpoint(run_dir / LAST_CHECKPOINT, map_location=device))
+        self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None) \
+            if context.distributed else self.model
+        self.writer = None
+        if context.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=self.position["iteration"] if resume else None)
+
+    def _restore(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
-        position = state["position"]
-    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
-        if context.distributed else model
+        self.position = state["position"]
 
-    def checkpoint(epoch: int, batch: int, sums: dict, count: int, epoch_end: bool) -> None:
-        if not context.is_main:
+    def _save(self, position: dict, epoch_end: bool) -> None:
+        """Rank 0 writes ``checkpoints/last.pt`` (and, when kept, ``epoch_NNN.pt``) atomically."""
+        if not self.context.is_main:
             return
         state = {
-            "config": config_to_dict(config),
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(),
-            "scaler": scaler.state_dict(),
+            "config": config_to_dict(self.config),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": rng_state(),
-            "position": {"epoch": epoch, "batch": batch, "iteration": iteration, "sums": sums, "count": count},
+            "position": position,
         }
-        save_checkpoint(run_dir / LAST_CHECKPOINT, state)
-        if epoch_end and config.keep_epoch_checkpoints:  # here ``epoch`` = the number of finished epochs
-            named = run_dir / "checkpoints" / f"epoch_{epoch:03d}.pt"
+        save_checkpoint(self.run_dir / LAST_CHECKPOINT, state)
+        if epoch_end and self.config.keep_epoch_checkpoints:
+            named = self.run_dir / "checkpoints" / f"epoch_{position['epoch']:03d}.pt"
             named.unlink(missing_ok=True)
-            os.link(run_dir / LAST_CHECKPOINT, named)
+            os.link(self.run_dir / LAST_CHECKPOINT, named)
 
-    loader = DataLoader(dataset, batch_size=config.optim.batch_size, sampler=sampler,
-                        num_workers=config.data.num_workers, pin_memory=device.type == "cuda")
-    writer = None
-    if context.is_main:
-        from torch.utils.tensorboard import SummaryWriter
+    def train(self) -> Path:
+        loader = DataLoader(self.dataset, batch_size=self.config.optim.batch_size, sampler=self.sampler,
+                            num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda")
+        iteration = self.position["iteration"]
+        self.net.train()
+        for epoch in range(self.position["epoch"], self.config.optim.epochs):
+            iteration = self._run_epoch(loader, epoch, iteration)
+        if self.writer is not None:
+            self.writer.close()
+        model_path = self.run_dir / MODEL_FILE
+        if self.context.is_main:
+            save_checkpoint(model_path, {"config": config_to_dict(self.config), "model": self.model.state_dict(),
+                                         "class_weights": self.class_weights, "iteration": iteration})
+        return model_path
 
-        writer = SummaryWriter(str(run_dir / "tb"), purge_step=position["iteration"] if resume else None)
-    amp = torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
-    iteration = position["iteration"]
-    net.train()
-    for epoch in range(position["epoch"], config.optim.epochs):
+    def _step(self, batch: dict) -> torch.Tensor:
+        """One optimisation step; returns the detached (loss, ce, lovasz) on the device (no synchronisation)."""
+        losses = train_step(self.net, self.criterion, _to_device(batch, self.device), self.amp)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(losses["loss"]).backward()
+        if self.config.optim.grad_clip is not None:
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.optim.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return torch.stack([losses[k].detach() for k in LOSS_KEYS]).double()
+
+    def _run_epoch(self, loader: DataLoader, epoch: int, iteration: int) -> int:
+        config, position = self.config, self.position
         start = position["batch"] if epoch == position["epoch"] else 0
-        resumed_part = start and context.is_main
-        sums = dict(position["sums"]) if resumed_part else dict.fromkeys(LOSS_KEYS, 0.0)
-        count = position["count"] if resumed_part else 0
-        sampler.set_epoch(epoch, start * config.optim.batch_size)
+        # A run resumed mid-epoch: the partial sums were saved summed over the processes; rank 0 carries them.
+        carried = bool(start) and self.context.is_main
+        sums = torch.tensor([position["sums"][k] if carried else 0.0 for k in LOSS_KEYS], dtype=torch.float64,
+                            device=self.device)
+        count = position["count"] if carried else 0
+        self.sampler.set_epoch(epoch, start * config.optim.batch_size)
         started = time.perf_counter()
-        bar = tqdm(loader, total=iterations_per_epoch, initial=start, desc=f"epoch {epoch + 1}/{config.optim.epochs}",
-                   unit="it", disable=not (show_progress and context.is_main), dynamic_ncols=True)
+        bar = tqdm(loader, total=self.iterations_per_epoch, initial=start, unit="it", dynamic_ncols=True,
+                   desc=f"epoch {epoch + 1}/{config.optim.epochs}", disable=not self.show_progress)
         for batch_index, batch in enumerate(bar, start=start):
-            losses = train_step(net, criterion, _to_device(batch, device), amp)
-            if not torch.isfinite(losses["loss"]):
-                raise EasyOccError(f"the loss is {losses['loss'].item()} at iteration {iteration}: training diverged")
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(losses["loss"]).backward()
-            if config.optim.grad_clip is not None:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            iteration += 1
-            values = {k: losses[k].detach().item() for k in LOSS_KEYS}
-            for k in LOSS_KEYS:
-                sums[k] += values[k]
+            values = self._step(batch)
+            sums += values
             count += 1
-            bar.set_postfix(loss=f"{values['loss']:.4f}", lr=f"{optimizer.param_groups[1]['lr']:.2e}")
-            if writer is not None and iteration % config.log_every == 0:
-                for k in LOSS_KEYS:
-                    writer.add_scalar(f"train/{k}", values[k], iteration)
-                for group in optimizer.param_groups:
-                    writer.add_scalar(f"lr/{group['name']}", group["lr"], iteration)
-                writer.add_scalar("speed/iterations_per_second",
-                                  (batch_index + 1 - start) / max(time.perf_counter() - started, 1e-9), iteration)
+            iteration += 1
+            if iteration % config.log_every == 0:  # reading the loss waits for the device: only now and then
+                self._log(values, iteration, (batch_index + 1 - start) / max(time.perf_counter() - started, 1e-9), bar)
             if config.checkpoint_every and iteration % config.checkpoint_every == 0 \
-                    and batch_index + 1 < iterations_per_epoch:
-                # The partial sums are saved summed over the processes; a resumed run gives them to rank 0 alone.
-                checkpoint(epoch, batch_index + 1, *_summed(sums, count, context), epoch_end=False)
+                    and batch_index + 1 < self.iterations_per_epoch:
+                total, total_count = _summed(sums, count, self.context)
+                self._save({"epoch": epoch, "batch": batch_index + 1, "iteration": iteration, "sums": total,
+                            "count": total_count}, epoch_end=False)
         bar.close()
-        total_sums, total_count = _summed(sums, count, context)
-        means = {k: total_sums[k] / total_count for k in LOSS_KEYS}
-        if context.is_main:
+        total, total_count = _summed(sums, count, self.context)
+        means = {k: total[k] / total_count for k in LOSS_KEYS}
+        if not math.isfinite(means["loss"]):
+            raise EasyOccError(f"the mean loss of epoch {epoch + 1} is {means['loss']}: training diverged")
+        if self.context.is_main:
             record = {"epoch": epoch + 1, "iteration": iteration, **means,
                       "seconds": round(time.perf_counter() - started, 2)}
-            _write_log_line(run_dir / LOG_FILE, record)
+            _write_log_line(self.run_dir / LOG_FILE, record)
             for k in LOSS_KEYS:
-                writer.add_scalar(f"epoch/{k}", means[k], epoch + 1)
-        checkpoint(epoch + 1, 0, dict.fromkeys(LOSS_KEYS, 0.0), 0, epoch_end=True)
-    if writer is not None:
-        writer.close()
-    model_path = run_dir / MODEL_FILE
-    if context.is_main:
-        save_checkpoint(model_path, {"config": config_to_dict(config), "model": model.state_dict(),
-                                     "class_weights": class_weights, "iteration": iteration})
-    return model_path
+                self.writer.add_scalar(f"epoch/{k}", means[k], epoch + 1)
+        self._save({"epoch": epoch + 1, "batch": 0, "iteration": iteration, "sums": dict.fromkeys(LOSS_KEYS, 0.0),
+                    "count": 0}, epoch_end=True)
+        return iteration
+
+    def _log(self, values: torch.Tensor, iteration: int, iterations_per_second: float, bar) -> None:
+        loss, ce, lovasz = values.tolist()
+        if not math.isfinite(loss):
+            raise EasyOccError(f"the loss is {loss} at iteration {iteration}: training diverged")
+        lr = self.optimizer.param_groups[-1]["lr"]
+        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        if self.writer is not None:
+            for name, value in zip(LOSS_KEYS, (loss, ce, lovasz)):
+                self.writer.add_scalar(f"train/{name}", value, iteration)
+            for group in self.optimizer.param_groups:
+                self.writer.add_scalar(f"lr/{group['name']}", group["lr"], iteration)
+            self.writer.add_scalar("speed/iterations_per_second", iterations_per_second, iteration)
