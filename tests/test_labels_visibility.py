@@ -1,0 +1,81 @@
+import numpy as np
+
+from easyocc.geometry import make_transform, scale_intrinsics, yaw_rotation
+from easyocc.labels import toyworld
+from easyocc.labels.visibility import auto_ray_stride, camera_rays, label_masks, traverse
+from easyocc.occ3d import FREE, OCC3D_GRID
+
+
+def dense_walk(origin, direction, length, step=0.01):
+    """Voxels met by sampling a ray every centimetre up to ``length`` metres (an independent reference)."""
+    t = np.arange(0.0, length + step, step)
+    t[-1] = min(t[-1], length)
+    ijk, inside = OCC3D_GRID.indices(origin + t[:, None] * direction)
+    return ijk[inside]
+
+
+def toy_camera(width=64, height=36):
+    scene = toyworld.make_scene(num_keyframes=1, width=width, height=height, cameras=("CAM_FRONT_LEFT",))
+    keyframe = scene.keyframes[0]
+    world = toyworld.street(seed=4)
+    cam = keyframe.cameras["CAM_FRONT_LEFT"]
+    depth, semantics = toyworld.render(world, cam, 0)
+    return keyframe, cam, depth, semantics
+
+
+def test_free_space_agrees_with_ray_traversal():
+    keyframe, cam, depth, semantics = toy_camera()
+    assert (semantics == FREE).any() and (depth > 0).any()
+    rays = camera_rays(depth, semantics, cam.K, keyframe.ref_T_cam(cam.name), stride=1)
+    assert len(rays) == depth.size
+    traversed = traverse(rays)
+    expected = np.zeros(OCC3D_GRID.shape, bool)
+    for r in range(0, len(rays)):
+        length = min(rays.ranges[r], 120.0)
+        ijk = dense_walk(rays.origins[r], rays.directions[r], length)
+        expected[tuple(ijk.T)] = True
+    # Dense sampling misses at most a voxel clipped by less than a centimetre at a corner.
+    differ = traversed.astype(bool) != expected
+    assert differ.sum() <= 0.002 * expected.sum() and expected.sum() > 2000
+
+
+def test_automatic_ray_stride_loses_almost_nothing():
+    nuscenes = toyworld.NUSCENES_K
+    assert auto_ray_stride(nuscenes) == 8
+    assert auto_ray_stride(scale_intrinsics(nuscenes, 0.2)) == 1
+    keyframe, cam, depth, semantics = toy_camera(800, 450)
+    ref_T_cam = keyframe.ref_T_cam(cam.name)
+    stride = auto_ray_stride(cam.K, ref_T_cam[:3, 3])
+    assert stride == 4
+    every = traverse(camera_rays(depth, semantics, cam.K, ref_T_cam, 1)).astype(bool)
+    thinned = traverse(camera_rays(depth, semantics, cam.K, ref_T_cam, stride)).astype(bool)
+    assert not (thinned & ~every).any()
+    assert (every & ~thinned).sum() <= 0.02 * every.sum()
+
+
+def test_camera_rays_rules():
+    K = np.array([[50.0, 0, 9.5], [0, 50.0, 4.5], [0, 0, 1]])
+    ref_T_cam = make_transform(yaw_rotation(0.0) @ np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]), [0, 0, 1.5])
+    depth = np.full((10, 20), 8.0, np.float32)
+    semantics = np.full((10, 20), 15, np.uint8)
+    semantics[0] = FREE  # sky: unbounded, whatever its depth
+    depth[1] = 0.0  # no depth: no ray
+    semantics[2] = 255  # ignore with a depth: still a free-space ray
+    keep = np.ones((10, 20), bool)
+    keep[9] = False  # ego body: no ray
+    rays = camera_rays(depth, semantics, K, ref_T_cam, 1, keep, max_range=None)
+    assert len(rays) == 200 - 40
+    assert np.isinf(rays.ranges[:20]).all() and np.isfinite(rays.ranges[20:]).all()
+    np.testing.assert_allclose(np.linalg.norm(rays.directions, axis=1), 1.0)
+    capped = camera_rays(depth, semantics, K, ref_T_cam, 1, keep, max_range=5.0)
+    assert capped.ranges.max() == 5.0
+
+
+def test_mask_definitions():
+    occupied = np.array([1, 0, 0, 0, 0], bool)
+    total = np.array([3, 1, 0, 0, 0], np.uint64)
+    traversed = np.array([1, 1, 1, 0, 0], np.uint8)
+    current = np.array([1, 1, 0, 0, 1], bool)
+    camera, lidar = label_masks(occupied, total, traversed, current)
+    assert camera.tolist() == [1, 1, 1, 0, 1]  # passed through, or holding a current point
+    assert lidar.tolist() == [1, 0, 1, 0, 0]  # occupied, or passed through with no point at all
