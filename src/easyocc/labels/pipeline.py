@@ -52,17 +52,27 @@ def label_path(out_root: str | Path, scene_name: str, token: str) -> Path:
     return Path(out_root) / scene_name / token / LABELS_FILE
 
 
-def label_window(window: Sequence[PosedFrame], config: LabelConfig, grid: VoxelGrid = OCC3D_GRID) -> KeyframeLabels:
+def label_window(
+    window: Sequence[PosedFrame], config: LabelConfig, grid: VoxelGrid = OCC3D_GRID, device: str = "cpu"
+) -> KeyframeLabels:
     """Pseudo-labels of the last frame of ``window`` (frames in time order, each with its pose).
 
     The window's length is the caller's choice (``config.frames`` is applied by :class:`SceneLabeler`); free space
     comes from the current frame's rays (none when it has no rays: then nothing is observed free).
+    device: "cpu" runs the numba kernels; a torch device (e.g. "cuda", or "torch-cpu" for torch on the CPU) counts
+    and votes with torch there.
     """
-    counts = window_counts(window, config.dynamic_classes, grid)
-    semantics, total = vote(counts.counts, config.min_points)
+    if device == "cpu":
+        counts = window_counts(window, config.dynamic_classes, grid)
+        semantics, total = vote(counts.counts, config.min_points)
+        current = counts.current
+    else:
+        from easyocc.labels.torch_backend import window_vote
+
+        semantics, total, current = window_vote(window, config.dynamic_classes, config.min_points, device, grid)
     rays = window[-1].rays
     traversed = traverse(rays, grid) if rays is not None else np.zeros(grid.shape, np.uint8)
-    mask_camera, mask_lidar = label_masks(semantics != 17, total, traversed, counts.current)
+    mask_camera, mask_lidar = label_masks(semantics != 17, total, traversed, current)
     return KeyframeLabels(semantics, mask_lidar, mask_camera)
 
 
@@ -76,12 +86,15 @@ class CameraObserver:
         config: LabelConfig,
         ego_masks: dict[str, np.ndarray] | None = None,
         grid: VoxelGrid = OCC3D_GRID,
+        device: str = "cpu",
     ):
+        """device: "cpu" lifts with the numba kernels; a torch device (e.g. "cuda") lifts with torch there."""
         self.semantic_source = semantic_source
         self.depth_source = depth_source
         self.config = config
         self.ego_masks = ego_masks or {}
         self.grid = grid
+        self.device = device
         self._resized_masks: dict[tuple[str, int, int], np.ndarray] = {}
 
     def keep_mask(self, camera: str, width: int, height: int) -> np.ndarray | None:
@@ -107,7 +120,12 @@ class CameraObserver:
             semantics, depth = self.maps(keyframe, camera)
             keep = self.keep_mask(camera, frame.width, frame.height)
             ref_T_cam = keyframe.ref_T_cam(camera)
-            if cfg.cell_divisions:
+            if cfg.cell_divisions and self.device != "cpu":
+                from easyocc.labels.torch_backend import image_keys
+
+                runs.append(image_keys(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride, cfg.max_range,
+                                       cfg.cell_divisions, self.device, self.grid))
+            elif cfg.cell_divisions:
                 runs.append(cells_from_image(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride,
                                              cfg.max_range, cfg.cell_divisions, self.grid))
             else:
@@ -115,7 +133,11 @@ class CameraObserver:
             if with_rays:
                 stride = cfg.ray_stride or auto_ray_stride(frame.K, ref_T_cam[:3, 3], self.grid)
                 rays.append(camera_rays(depth, semantics, frame.K, ref_T_cam, stride, keep, cfg.max_range))
-        if cfg.cell_divisions:
+        if cfg.cell_divisions and self.device != "cpu":
+            from easyocc.labels.torch_backend import cells_from_keys
+
+            cells = cells_from_keys(runs, cfg.cell_divisions, self.grid)
+        elif cfg.cell_divisions:
             cells = merge_runs(runs, cfg.cell_divisions, self.grid)
         else:
             cloud = SemanticCloud.concatenate(points)
@@ -152,7 +174,7 @@ class SceneLabeler:
                 elif i == t and window[i].rays is None:
                     window[i] = self.observer.observe(scene.keyframes[i], with_rays=True)
             frames = [window[i] for i in range(first, t + 1)]
-            yield keyframe, label_window(frames, self.config, self.grid)
+            yield keyframe, label_window(frames, self.config, self.grid, self.observer.device)
             # Rays serve only while a frame is the current one; drop them to keep the window small.
             window[t] = PosedFrame(window[t].cells, window[t].global_T_ego, None, window[t].token)
 
