@@ -14,7 +14,9 @@ from easyocc import __version__
 from easyocc.errors import EasyOccError
 
 #: name -> (module, one-line help). Keep in pipeline order; the README lists the same commands.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "eval": ("easyocc.evaluation.command", "score predictions against Occ3D ground truth (mIoU, IoU, RayIoU)"),
+}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
