@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
+from easyocc.labels.buckets import count_unique
 from easyocc.occ3d import OCC3D_GRID, VoxelGrid
 
 # Cell index offsets and bit widths of the packed key: class 5 bits, z 16, y 21, x 21 (63 bits, keys >= 0).
@@ -26,7 +27,6 @@ _Z_BITS = 16
 _XY_BITS = 21
 _Z_OFFSET = 1 << (_Z_BITS - 1)
 _XY_OFFSET = 1 << (_XY_BITS - 1)
-_EMPTY = -1
 
 
 @dataclass(frozen=True)
@@ -104,47 +104,6 @@ def _unpack(keys, lower, cell):
     return centres, classes
 
 
-@numba.njit(cache=True, nogil=True)
-def _count_unique(run_keys, run_counts):
-    """Sum ``run_counts`` per distinct key (open addressing). Keys < 0 are skipped.
-
-    Returns (unique keys (M,) int64, counts (M,) uint32), in order of first appearance.
-    """
-    n = run_keys.shape[0]
-    capacity = 1024
-    while capacity < 2 * n:
-        capacity *= 2
-    mask = capacity - 1
-    table = np.full(capacity, _EMPTY, np.int64)
-    slot_of = np.empty(capacity, np.int64)
-    keys_out = np.empty(n, np.int64)
-    counts_out = np.zeros(n, np.uint32)
-    m = 0
-    last_key = _EMPTY
-    last_index = 0
-    for r in range(n):
-        key = run_keys[r]
-        if key < 0:
-            continue
-        if key == last_key:  # neighbouring pixels mostly fall in the same cell
-            counts_out[last_index] += run_counts[r]
-            continue
-        h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
-        s = np.int64(h) & mask
-        while table[s] != _EMPTY and table[s] != key:
-            s = (s + 1) & mask
-        if table[s] == _EMPTY:
-            table[s] = key
-            slot_of[s] = m
-            keys_out[m] = key
-            m += 1
-        index = slot_of[s]
-        counts_out[index] += run_counts[r]
-        last_key = key
-        last_index = index
-    return keys_out[:m], counts_out[:m]
-
-
 @numba.njit(cache=True, parallel=True)
 def _image_runs(depth, semantics, keep, use_keep, K, R, t, stride, max_range, lower, cell, run_keys, run_counts, n_runs):
     """Lift the pixels of one image and merge consecutive pixels of a row that fall in the same (cell, class).
@@ -158,7 +117,7 @@ def _image_runs(depth, semantics, keep, use_keep, K, R, t, stride, max_range, lo
         v = row * stride
         yr = (v - cy) / fy
         n = 0
-        last = _EMPTY
+        last = -1
         for col in range(0, (w + stride - 1) // stride):
             u = col * stride
             d = np.float64(depth[v, u])
@@ -193,7 +152,7 @@ def _point_keys(points, classes, lower, cell):
     for r in numba.prange(n):
         c = classes[r]
         if c >= 17:
-            keys[r] = _EMPTY
+            keys[r] = -1
         else:
             keys[r] = _pack(np.float64(points[r, 0]), np.float64(points[r, 1]), np.float64(points[r, 2]), lower, cell, c)
     return keys
@@ -220,7 +179,9 @@ def cell_size(divisions: int, grid: VoxelGrid = OCC3D_GRID) -> float:
 
 
 def _cells_from_keys(keys: np.ndarray, counts: np.ndarray, divisions: int, grid: VoxelGrid) -> FrameCells:
-    unique, sums = _count_unique(keys, counts)
+    # Buckets are 8-cell slabs along x: cells come out grouped in space, so that scattering them into the voxel
+    # grid later stays within cache.
+    unique, sums = count_unique(keys, counts, part_shift=_CLASS_BITS + _Z_BITS + _XY_BITS + 3)
     centres, classes = _unpack(unique, grid.lower_array, cell_size(divisions, grid))
     return FrameCells(centres, classes, sums)
 
