@@ -214,13 +214,23 @@ def ground_truth_occupancy(world: ToyWorld, keyframe: Keyframe, grid=None) -> np
     from easyocc.occ3d import OCC3D_GRID
 
     grid = grid or OCC3D_GRID
-    centres = grid.centers(np.float64).reshape(-1, 3)
-    world_pts = centres @ keyframe.global_T_ego[:3, :3].T + keyframe.global_T_ego[:3, 3]
-    out = np.full(len(centres), FREE, np.uint8)
-    ground = (centres[:, 2] >= -0.2) & (centres[:, 2] < 0.2)
-    out[ground] = np.where(np.abs(world_pts[ground, 1]) <= world.road_half_width, 11, 13)
+    centres = grid.centers(np.float64)
+    T = keyframe.global_T_ego
+    out = np.full(grid.shape, FREE, np.uint8)
+    k_ground = int(np.floor((0.0 - grid.lower[2]) / grid.voxel_size))  # the layer holding z in [-0.2, 0.2)
+    ground_world = centres[:, :, k_ground] @ T[:3, :3].T + T[:3, 3]
+    out[:, :, k_ground] = np.where(np.abs(ground_world[..., 1]) <= world.road_half_width, 11, 13)
+    ego_T_world = np.linalg.inv(T)
     lower, upper, classes = world.box_arrays(keyframe.index)
     for lo, up, c in zip(lower, upper, classes):
-        inside = np.all((world_pts >= lo) & (world_pts < up), axis=1)
-        out[inside] = c
-    return out.reshape(grid.shape)
+        corners = np.array([[x, y, z] for x in (lo[0], up[0]) for y in (lo[1], up[1]) for z in (lo[2], up[2])])
+        ego = corners @ ego_T_world[:3, :3].T + ego_T_world[:3, 3]
+        first = np.clip(np.floor((ego.min(0) - grid.lower_array) / grid.voxel_size).astype(int), 0, grid.shape)
+        last = np.clip(np.ceil((ego.max(0) - grid.lower_array) / grid.voxel_size).astype(int) + 1, 0, grid.shape)
+        if np.any(last <= first):
+            continue
+        block = tuple(slice(a, b) for a, b in zip(first, last))
+        world_pts = centres[block] @ T[:3, :3].T + T[:3, 3]
+        inside = np.all((world_pts >= lo) & (world_pts < up), axis=-1)
+        out[block][inside] = c
+    return out
