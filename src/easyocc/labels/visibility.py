@@ -9,6 +9,7 @@ rays loses almost nothing (tests compare it with every pixel's ray).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -63,6 +64,16 @@ def auto_ray_stride(K: np.ndarray, camera_position: np.ndarray | None = None, gr
     return max(1, int(math.floor(grid.voxel_size * focal / far)))
 
 
+@functools.lru_cache(maxsize=32)
+def _unit_rays(K_bytes: bytes, width: int, height: int, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Unit ray directions (H', W', 3) in the camera frame and the length (H', W') of the z = 1 rays, per camera."""
+    rays = pixel_rays(np.frombuffer(K_bytes, np.float64).reshape(3, 3), width, height, stride)
+    norms = np.linalg.norm(rays, axis=-1)
+    unit = rays / norms[..., None]
+    unit.flags.writeable = norms.flags.writeable = False
+    return unit, norms
+
+
 def camera_rays(
     depth: np.ndarray,
     semantics: np.ndarray,
@@ -80,8 +91,7 @@ def camera_rays(
     """
     h, w = depth.shape
     sub = (slice(None, None, stride), slice(None, None, stride))
-    rays = pixel_rays(K, w, h, stride)
-    norms = np.linalg.norm(rays, axis=-1)
+    unit, norms = _unit_rays(np.ascontiguousarray(K, np.float64).tobytes(), w, h, stride)
     d, s = depth[sub], semantics[sub]
     sky = s == FREE
     valid = sky | (d > 0)
@@ -91,7 +101,7 @@ def camera_rays(
     if max_range is not None:
         ranges = np.minimum(ranges, max_range)
     T = np.asarray(ref_T_cam, np.float64)
-    directions = (rays[valid] / norms[valid][:, None]) @ T[:3, :3].T
+    directions = unit[valid] @ T[:3, :3].T
     origins = np.broadcast_to(T[:3, 3], directions.shape)
     return FreeSpaceRays(np.ascontiguousarray(origins), directions, ranges)
 
