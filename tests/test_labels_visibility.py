@@ -60,13 +60,18 @@ def test_camera_rays_rules():
     semantics = np.full((10, 20), 15, np.uint8)
     semantics[0] = FREE  # sky: unbounded, whatever its depth
     depth[1] = 0.0  # no depth: no ray
-    semantics[2] = 255  # ignore with a depth: still a free-space ray
+    semantics[2] = 255  # ignore with a depth: a free-space ray stopping a voxel diagonal short
     keep = np.ones((10, 20), bool)
     keep[9] = False  # ego body: no ray
     rays = camera_rays(depth, semantics, K, ref_T_cam, 1, keep, max_range=None)
     assert len(rays) == 200 - 40
     assert np.isinf(rays.ranges[:20]).all() and np.isfinite(rays.ranges[20:]).all()
     np.testing.assert_allclose(np.linalg.norm(rays.directions, axis=1), 1.0)
+    u = np.arange(20)
+    row2 = 8.0 * np.sqrt(((u - 9.5) / 50) ** 2 + ((2 - 4.5) / 50) ** 2 + 1)
+    np.testing.assert_allclose(rays.ranges[20:40], row2 - 0.4 * np.sqrt(3))  # row 2: ignore pixels
+    row3 = 8.0 * np.sqrt(((u - 9.5) / 50) ** 2 + ((3 - 4.5) / 50) ** 2 + 1)
+    np.testing.assert_allclose(rays.ranges[40:60], row3)
     capped = camera_rays(depth, semantics, K, ref_T_cam, 1, keep, max_range=5.0)
     assert capped.ranges.max() == 5.0
 

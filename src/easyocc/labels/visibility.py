@@ -17,7 +17,10 @@ import numpy as np
 
 from easyocc.geometry import pixel_rays, transform_points
 from easyocc.labels.lift import SemanticCloud
-from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid
+from easyocc.occ3d import FREE, IGNORE, OCC3D_GRID, VoxelGrid
+
+#: How far short of its depth an ignore pixel's free-space ray stops: the diagonal of a 0.4 m voxel.
+IGNORE_MARGIN = 0.4 * math.sqrt(3.0)
 from easyocc.raycast import mark_traversed_m
 
 
@@ -82,12 +85,15 @@ def camera_rays(
     stride: int,
     keep: np.ndarray | None = None,
     max_range: float | None = None,
+    ignore_margin: float = IGNORE_MARGIN,
 ) -> FreeSpaceRays:
     """Free-space rays of one camera image, in the reference frame.
 
     depth: (H, W) float32 z-depth (0 = none); semantics: (H, W) uint8. Pixels on the ego body give no ray; sky (17)
-    gives an unbounded ray; any other pixel with depth > 0 (ignore included: depth does not need a class) a ray to its
-    depth; ``max_range`` caps every ray. Rows/columns 0, stride, 2*stride, ... are used.
+    gives an unbounded ray; a pixel with a class and depth > 0 a ray to its depth (its voxel holds its point). An
+    ignore (255) pixel with depth > 0 says the space before it is empty but not what is there: its ray stops
+    ``ignore_margin`` metres short (a voxel diagonal), so the unlabelled surface's voxel is never called free.
+    ``max_range`` caps every ray. Rows/columns 0, stride, 2*stride, ... are used.
     """
     h, w = depth.shape
     sub = (slice(None, None, stride), slice(None, None, stride))
@@ -97,7 +103,9 @@ def camera_rays(
     valid = sky | (d > 0)
     if keep is not None:
         valid &= keep[sub]
-    ranges = np.where(sky, np.inf, d.astype(np.float64) * norms)[valid]
+    ranges = np.where(sky, np.inf, d.astype(np.float64) * norms - np.where(s == IGNORE, ignore_margin, 0.0))
+    valid &= ranges > 0
+    ranges = ranges[valid]
     if max_range is not None:
         ranges = np.minimum(ranges, max_range)
     T = np.asarray(ref_T_cam, np.float64)
