@@ -84,3 +84,50 @@ def test_mask_definitions():
     camera, lidar = label_masks(occupied, total, traversed, current)
     assert camera.tolist() == [1, 1, 1, 0, 1]  # passed through, or holding a current point
     assert lidar.tolist() == [1, 0, 1, 0, 0]  # occupied, or passed through with no point at all
+
+
+def test_see_through_keeps_grazing_ground_and_surfaces():
+    """Voxels in front of a wall are seen through; the wall's voxels, the ground's (seen at a grazing angle) and
+    what lies behind the wall are not."""
+    from easyocc.labels.visibility import depth_view, see_through_voxels
+
+    K = np.array([[100.0, 0, 99.5], [0, 100.0, 49.5], [0, 0, 1]])
+    ref_T_cam = make_transform(np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]), [0, 0, 1.5])  # looks along +x
+    vv, uu = np.mgrid[0:100, 0:200]
+    ray_z = -(vv - 49.5) / 100.0  # ego z of the ray direction per unit depth
+    ground = np.where(ray_z < 0, 1.5 / np.maximum(-ray_z, 1e-9), np.inf)
+    depth = np.minimum(ground, 20.1).astype(np.float32)  # a wall at x = 20.1 m, the ground z = 0 before it
+    semantics = np.where(ground < 20.1, 11, 15).astype(np.uint8)
+    carved = see_through_voxels([depth_view(depth, semantics, K, ref_T_cam)], margin=0.4)
+    i = lambda x: int((x + 40) / 0.4)  # noqa: E731
+    j, k_ground, k_air = 100, 2, 5  # y = 0; z in [-0.2, 0.2) holds the ground, z in [1, 1.4) is air
+    assert carved[i(5):i(19), j, k_air].all()  # air in front of the wall
+    assert not carved[i(20.1), j, k_air] and not carved[i(25), j, k_air]  # the wall, and behind it
+    assert not carved[i(5):i(19.5), j, k_ground].any()  # the ground, although rays graze its voxels
+
+
+def test_carving_drops_past_points_the_current_cameras_see_through():
+    from easyocc.labels.aggregate import PosedFrame, posed_frame_from_cloud
+    from easyocc.labels.config import LabelConfig
+    from easyocc.labels.lift import SemanticCloud, lift_image
+    from easyocc.labels.pipeline import label_window
+    from easyocc.labels.visibility import depth_view
+
+    K = np.array([[100.0, 0, 99.5], [0, 100.0, 49.5], [0, 0, 1]])
+    ref_T_cam = make_transform(np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]), [0, 0, 1.5])
+    depth = np.full((100, 200), 20.1, np.float32)  # a wall 20.1 m ahead filling the view
+    semantics = np.full((100, 200), 15, np.uint8)
+    wall = lift_image(depth, semantics, K, ref_T_cam)
+    current = posed_frame_from_cloud(wall, np.eye(4))
+    current = PosedFrame(current.cells, np.eye(4), camera_rays(depth, semantics, K, ref_T_cam, 1), "now",
+                         (depth_view(depth, semantics, K, ref_T_cam),))
+    # A past frame (same pose) put wall points 3 m too close, as a depth-scale error would.
+    misplaced = SemanticCloud(wall.points - np.array([3.0, 0, 0], np.float32), wall.classes)
+    past = posed_frame_from_cloud(misplaced, np.eye(4))
+    x_misplaced = int((17.1 + 40) / 0.4)
+    carved = label_window([past, current], LabelConfig(min_points=1))
+    plain = label_window([past, current], LabelConfig(min_points=1, carve=False))
+    assert (plain.semantics[x_misplaced] == 15).sum() > 50
+    in_view = slice(int((-16 + 40) / 0.4), int((16 + 40) / 0.4))  # at 17 m the camera sees |y| < 17 m
+    assert not (carved.semantics[x_misplaced, in_view] == 15).any()
+    np.testing.assert_array_equal(carved.semantics[x_misplaced + 5 :], plain.semantics[x_misplaced + 5 :])

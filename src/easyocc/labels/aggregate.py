@@ -18,7 +18,7 @@ import numpy as np
 from easyocc.geometry import relative_transform
 from easyocc.labels.cells import FrameCells, cells_from_points
 from easyocc.labels.lift import SemanticCloud
-from easyocc.labels.visibility import FreeSpaceRays, rays_to_points
+from easyocc.labels.visibility import DepthView, FreeSpaceRays, rays_to_points
 from easyocc.occ3d import NUM_SEMANTIC_CLASSES, OCC3D_GRID, VoxelGrid
 
 
@@ -27,13 +27,19 @@ class PosedFrame:
     """What one keyframe's sensors saw, in its own ego frame.
 
     cells: the semantic points (fine cells with counts); global_T_ego: (4, 4) float64 pose of that ego frame;
-    rays: its free-space rays (used when the frame is the current one); token: the keyframe's sample token.
+    rays: its free-space rays and views: its cameras' depth (both used while the frame is the current one);
+    token: the keyframe's sample token.
     """
 
     cells: FrameCells
     global_T_ego: np.ndarray
     rays: FreeSpaceRays | None = None
     token: str = ""
+    views: tuple[DepthView, ...] | None = None
+
+    def past(self) -> "PosedFrame":
+        """This frame as a past frame: its cells and pose only."""
+        return PosedFrame(self.cells, self.global_T_ego, None, self.token)
 
 
 @dataclass
@@ -68,7 +74,8 @@ def posed_frame_from_cloud(
 
 
 @numba.njit(cache=True)
-def _accumulate(centres, classes, weights, R, t, lower, voxel_size, shape, skip_class, out, seen, mark_seen):
+def _accumulate(centres, classes, weights, R, t, lower, voxel_size, shape, skip_class, out, seen, mark_seen,
+                blocked, use_blocked):
     nx, ny, nz = shape
     for r in range(centres.shape[0]):
         c = classes[r]
@@ -84,6 +91,8 @@ def _accumulate(centres, classes, weights, R, t, lower, voxel_size, shape, skip_
         if i < 0 or i >= nx or j < 0 or j >= ny or k < 0 or k >= nz:
             continue
         flat = (i * ny + j) * nz + k
+        if use_blocked and blocked[flat]:
+            continue
         out[flat, c] += weights[r]
         if mark_seen:
             seen[flat] = True
@@ -96,11 +105,13 @@ def accumulate_frame(
     skip_classes: Sequence[int] = (),
     seen: np.ndarray | None = None,
     grid: VoxelGrid = OCC3D_GRID,
+    blocked: np.ndarray | None = None,
 ) -> None:
     """Add one frame's points to ``counts`` (X, Y, Z, 17) uint32, in place.
 
     current_T_frame: (4, 4) float64; skip_classes: classes left out (dynamic ones for a past frame);
-    seen: (X, Y, Z) bool, marked where a point lands, when given.
+    seen: (X, Y, Z) bool, marked where a point lands, when given; blocked: (X, Y, Z) bool/uint8, voxels where
+    this frame's points are dropped (see :func:`window_counts`).
     """
     if not len(cells):
         return
@@ -109,9 +120,11 @@ def accumulate_frame(
     T = np.asarray(current_T_frame, np.float64)
     flat_counts = counts.reshape(-1, counts.shape[-1])
     flat_seen = seen.reshape(-1) if seen is not None else np.zeros(1, np.bool_)
+    flat_blocked = blocked.reshape(-1).view(np.uint8) if blocked is not None else np.zeros(1, np.uint8)
     _accumulate(
         cells.centres, cells.classes, cells.counts, np.ascontiguousarray(T[:3, :3]), np.ascontiguousarray(T[:3, 3]),
         grid.lower_array, float(grid.voxel_size), grid.shape, skip, flat_counts, flat_seen, seen is not None,
+        flat_blocked, blocked is not None,
     )
 
 
@@ -119,10 +132,13 @@ def window_counts(
     window: Sequence[PosedFrame],
     dynamic_classes: Sequence[int],
     grid: VoxelGrid = OCC3D_GRID,
+    carved: np.ndarray | None = None,
 ) -> WindowCounts:
     """Counts of the current frame (the last of ``window``) and its past frames, in the current ego frame.
 
-    window: frames in time order, the current keyframe last. Past frames contribute static classes only.
+    window: frames in time order, the current keyframe last. Past frames contribute static classes only, and
+    nothing in ``carved`` ((X, Y, Z) bool/uint8: voxels the current cameras see through, so that past points there
+    were misplaced by depth errors, or have moved).
     """
     if not window:
         raise ValueError("window must hold at least the current frame")
@@ -131,7 +147,7 @@ def window_counts(
     seen = np.zeros(grid.shape, np.bool_)
     for frame in window[:-1]:
         current_T_frame = relative_transform(current.global_T_ego, frame.global_T_ego)
-        accumulate_frame(counts, frame.cells, current_T_frame, dynamic_classes, grid=grid)
+        accumulate_frame(counts, frame.cells, current_T_frame, dynamic_classes, grid=grid, blocked=carved)
     accumulate_frame(counts, current.cells, np.eye(4), (), seen, grid)
     return WindowCounts(counts, seen)
 

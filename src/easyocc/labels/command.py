@@ -42,6 +42,13 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--cell-divisions", type=int, default=None,
                    help=f"fine cells per voxel edge for each frame's cloud, power of two; 0 keeps every point "
                         f"(default {d.cell_divisions})")
+    g.add_argument("--carve", dest="carve", action="store_true", default=None,
+                   help="drop past frames' points in voxels the current cameras see through (default on)")
+    g.add_argument("--no-carve", dest="carve", action="store_false",
+                   help="plain aggregation of past frames, as the paper describes")
+    g.add_argument("--carve-margin", type=float, default=None,
+                   help=f"metres the current depth must lie beyond a voxel's centre to see through it "
+                        f"(default {d.carve_margin})")
     g.add_argument("--outlier-neighbors", type=int, default=None,
                    help="statistical outlier removal with this many neighbours (default 0 = off)")
     g.add_argument("--outlier-std", type=float, default=None, dest="outlier_std_ratio",

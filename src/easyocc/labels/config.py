@@ -27,6 +27,10 @@ class LabelConfig:
         rays stay less than a voxel apart at the far corner of the grid, see :func:`visibility.auto_ray_stride`).
     cell_divisions: each frame's cloud is kept as fine cells of ``voxel_size / cell_divisions`` with per-class point
         counts (a power of two: the current frame's cells nest exactly in its voxels); 0 keeps every point.
+    carve: drop past frames' points in voxels the current keyframe's cameras see through (the depth around the
+        pixel of the voxel's centre lies more than ``carve_margin`` beyond it): such points were misplaced by depth
+        errors, or have moved. Camera frames only. Off = the paper's plain aggregation.
+    carve_margin: metres beyond a voxel's centre the current depth must lie for the voxel to be seen through.
     outlier_neighbors: statistical outlier removal on each frame's cells with this many neighbours (0 = off).
     outlier_std_ratio: cells whose mean neighbour distance exceeds mean + ratio * std are dropped.
     """
@@ -38,6 +42,8 @@ class LabelConfig:
     max_range: float | None = None
     ray_stride: int = 0
     cell_divisions: int = 4
+    carve: bool = True
+    carve_margin: float = 0.4
     outlier_neighbors: int = 0
     outlier_std_ratio: float = 2.0
 
@@ -59,6 +65,8 @@ class LabelConfig:
         d = self.cell_divisions
         if d < 0 or (d and d & (d - 1)) or d > 64:
             problems.append(f"cell_divisions must be 0 or a power of two up to 64, got {d}")
+        if not (self.carve_margin >= 0 and math.isfinite(self.carve_margin)):
+            problems.append(f"carve_margin must be >= 0, got {self.carve_margin}")
         if self.outlier_neighbors < 0:
             problems.append(f"outlier_neighbors must be >= 0, got {self.outlier_neighbors}")
         if not self.outlier_std_ratio > 0:

@@ -29,7 +29,15 @@ from easyocc.labels.cells import FrameCells, cells_from_image, cells_from_points
 from easyocc.labels.config import LabelConfig
 from easyocc.labels.lift import SemanticCloud, lift_image, resize_mask
 from easyocc.labels.sources.base import DepthSource, SemanticSource, check_depth, check_semantics
-from easyocc.labels.visibility import FreeSpaceRays, auto_ray_stride, camera_rays, label_masks, traverse
+from easyocc.labels.visibility import (
+    FreeSpaceRays,
+    auto_ray_stride,
+    camera_rays,
+    depth_view,
+    label_masks,
+    see_through_voxels,
+    traverse,
+)
 from easyocc.labels.voxelize import vote
 from easyocc.occ3d import OCC3D_GRID, VoxelGrid, write_labels
 
@@ -62,16 +70,21 @@ def label_window(
     device: "cpu" runs the numba kernels; a torch device (e.g. "cuda", or "torch-cpu" for torch on the CPU) counts
     and votes with torch there.
     """
+    rays = window[-1].rays
+    traversed = traverse(rays, grid) if rays is not None else np.zeros(grid.shape, np.uint8)
+    views = window[-1].views
+    carved = None
+    if config.carve and views and len(window) > 1:
+        carved = see_through_voxels(list(views), config.carve_margin, grid)
     if device == "cpu":
-        counts = window_counts(window, config.dynamic_classes, grid)
+        counts = window_counts(window, config.dynamic_classes, grid, carved)
         semantics, total = vote(counts.counts, config.min_points)
         current = counts.current
     else:
         from easyocc.labels.torch_backend import window_vote
 
-        semantics, total, current = window_vote(window, config.dynamic_classes, config.min_points, device, grid)
-    rays = window[-1].rays
-    traversed = traverse(rays, grid) if rays is not None else np.zeros(grid.shape, np.uint8)
+        semantics, total, current = window_vote(window, config.dynamic_classes, config.min_points, device, grid,
+                                                carved)
     mask_camera, mask_lidar = label_masks(semantics != 17, total, traversed, current)
     return KeyframeLabels(semantics, mask_lidar, mask_camera)
 
@@ -115,7 +128,7 @@ class CameraObserver:
     def observe(self, keyframe: Keyframe, with_rays: bool = True) -> PosedFrame:
         """Lift every camera of ``keyframe`` into its ego frame (cells), with free-space rays when asked."""
         cfg = self.config
-        runs, points, rays = [], [], []
+        runs, points, rays, views = [], [], [], []
         for camera, frame in keyframe.cameras.items():
             semantics, depth = self.maps(keyframe, camera)
             keep = self.keep_mask(camera, frame.width, frame.height)
@@ -133,6 +146,8 @@ class CameraObserver:
             if with_rays:
                 stride = cfg.ray_stride or auto_ray_stride(frame.K, ref_T_cam[:3, 3], self.grid)
                 rays.append(camera_rays(depth, semantics, frame.K, ref_T_cam, stride, keep, cfg.max_range))
+                if cfg.carve:
+                    views.append(depth_view(depth, semantics, frame.K, ref_T_cam, keep))
         if cfg.cell_divisions and self.device != "cpu":
             from easyocc.labels.torch_backend import cells_from_keys
 
@@ -144,7 +159,7 @@ class CameraObserver:
             cells = cells_from_points(cloud.points, cloud.classes, 0, self.grid)
         cells = remove_outliers(cells, cfg.outlier_neighbors, cfg.outlier_std_ratio)
         return PosedFrame(cells, keyframe.global_T_ego, FreeSpaceRays.concatenate(rays) if with_rays else None,
-                          keyframe.token)
+                          keyframe.token, tuple(views) if with_rays and cfg.carve else None)
 
 
 class SceneLabeler:
@@ -175,8 +190,8 @@ class SceneLabeler:
                     window[i] = self.observer.observe(scene.keyframes[i], with_rays=True)
             frames = [window[i] for i in range(first, t + 1)]
             yield keyframe, label_window(frames, self.config, self.grid, self.observer.device)
-            # Rays serve only while a frame is the current one; drop them to keep the window small.
-            window[t] = PosedFrame(window[t].cells, window[t].global_T_ego, None, window[t].token)
+            # Rays and depth views serve only while a frame is the current one; drop them to keep the window small.
+            window[t] = window[t].past()
 
 
 def label_scene(

@@ -126,6 +126,7 @@ def sweep_scene(task: SweepTask) -> dict:
     from easyocc.labels.command import config_from_args
     from easyocc.labels.lift import load_ego_masks
     from easyocc.labels.pipeline import CameraObserver
+    from easyocc.labels.visibility import see_through_voxels
     from easyocc.labels.voxelize import vote
     from easyocc.occ3d import FREE, NUM_SEMANTIC_CLASSES, OCC3D_GRID, read_labels
 
@@ -140,7 +141,9 @@ def sweep_scene(task: SweepTask) -> dict:
         t = kf.index
         for old in [i for i in window if i < t - most]:
             del window[old]
-        window[t] = observer.observe(kf, with_rays=False)
+        current = observer.observe(kf, with_rays=config.carve)
+        window[t] = current.past()
+        carved = see_through_voxels(list(current.views), config.carve_margin) if config.carve else None
         gt = read_labels(task.gt[kf.token], keys=("semantics", "mask_camera"))
         counts = np.zeros((*OCC3D_GRID.shape, NUM_SEMANTIC_CLASSES), np.uint32)
         accumulate_frame(counts, window[t].cells, np.eye(4))
@@ -149,7 +152,7 @@ def sweep_scene(task: SweepTask) -> dict:
                 if t - past >= 0:
                     frame = window[t - past]
                     accumulate_frame(counts, frame.cells, relative_transform(kf.global_T_ego, frame.global_T_ego),
-                                     config.dynamic_classes)
+                                     config.dynamic_classes, blocked=carved)
             if past not in task.frames:
                 continue
             voted, total = vote(counts, 1)

@@ -90,9 +90,10 @@ def cells_from_keys(keys: Sequence[torch.Tensor], divisions: int, grid: VoxelGri
 
 def window_vote(
     window: Sequence, dynamic_classes: Sequence[int], min_points: int, device: torch.device | str,
-    grid: VoxelGrid = OCC3D_GRID,
+    grid: VoxelGrid = OCC3D_GRID, carved: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Counts of a window of ``PosedFrame`` (current last) and their vote, on ``device``.
+    """Counts of a window of ``PosedFrame`` (current last) and their vote, on ``device``; past frames' points in
+    ``carved`` voxels are dropped (see ``aggregate.window_counts``).
 
     Returns (semantics (X, Y, Z) uint8, total points (X, Y, Z) uint64, current-frame voxels (X, Y, Z) bool).
     """
@@ -103,6 +104,7 @@ def window_vote(
     dynamic = torch.zeros(32, dtype=torch.bool, device=dev)
     dynamic[list(dynamic_classes)] = True
     shape = torch.tensor(grid.shape, device=dev)
+    blocked = None if carved is None else torch.from_numpy(np.ascontiguousarray(carved).reshape(-1) != 0).to(dev)
     for f, frame in enumerate(window):
         is_current = f == len(window) - 1
         cells = frame.cells
@@ -119,7 +121,10 @@ def window_vote(
         if not is_current:
             ok &= ~dynamic[cls]
         flat = (ijk[ok, 0] * grid.shape[1] + ijk[ok, 1]) * grid.shape[2] + ijk[ok, 2]
-        counts.index_add_(0, flat * NUM_SEMANTIC_CLASSES + cls[ok], n[ok])
+        if not is_current and blocked is not None:
+            keep = ~blocked[flat]
+            flat, ok = flat[keep], ok.nonzero().squeeze(1)[keep]
+        counts.index_add_(0, flat * NUM_SEMANTIC_CLASSES + cls[ok], n[ok])  # ok: a mask or kept indices
         if is_current:
             current[flat] = True
     counts = counts.view(n_voxels, NUM_SEMANTIC_CLASSES)

@@ -13,9 +13,10 @@ import functools
 import math
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 
-from easyocc.geometry import pixel_rays, transform_points
+from easyocc.geometry import invert_transform, pixel_rays, transform_points
 from easyocc.labels.lift import SemanticCloud
 from easyocc.occ3d import FREE, IGNORE, OCC3D_GRID, VoxelGrid
 
@@ -50,6 +51,69 @@ class FreeSpaceRays:
         """The same rays in frame A (this object is in frame B)."""
         R = np.asarray(A_T_B, np.float64)[:3, :3]
         return FreeSpaceRays(transform_points(A_T_B, self.origins, np.float64), self.directions @ R.T, self.ranges)
+
+
+@dataclass(frozen=True)
+class DepthView:
+    """What one current camera saw, for the see-through test of :func:`see_through_voxels`.
+
+    K: (3, 3); cam_T_ref: (4, 4) float64 reference frame -> camera; nearest: (H, W) float32 the smallest depth in
+    each pixel's 3x3 neighbourhood (inf for sky: nothing there; 0 where there is no depth or the ego body: unknown).
+    """
+
+    K: np.ndarray
+    cam_T_ref: np.ndarray
+    nearest: np.ndarray
+
+
+def depth_view(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray, ref_T_cam: np.ndarray,
+               keep: np.ndarray | None = None) -> DepthView:
+    """A :class:`DepthView` of one camera image (depth (H, W) float32 z-depth, semantics (H, W) uint8)."""
+    from scipy.ndimage import minimum_filter
+
+    d = np.where(semantics == FREE, np.inf, depth).astype(np.float32)
+    if keep is not None:
+        d[~keep] = 0.0
+    return DepthView(np.asarray(K, np.float64), invert_transform(ref_T_cam), minimum_filter(d, size=3))
+
+
+@numba.njit(cache=True, parallel=True)
+def _see_through(K, R, t, nearest, lower, voxel_size, shape, margin, out):
+    nx, ny, nz = shape
+    h, w = nearest.shape
+    for i in numba.prange(nx):
+        x = lower[0] + (i + 0.5) * voxel_size
+        for j in range(ny):
+            y = lower[1] + (j + 0.5) * voxel_size
+            for k in range(nz):
+                z = lower[2] + (k + 0.5) * voxel_size
+                cz = R[2, 0] * x + R[2, 1] * y + R[2, 2] * z + t[2]
+                if cz <= 0.1:
+                    continue
+                cx = R[0, 0] * x + R[0, 1] * y + R[0, 2] * z + t[0]
+                cy = R[1, 0] * x + R[1, 1] * y + R[1, 2] * z + t[1]
+                u = int(np.floor((K[0, 0] * cx + K[0, 1] * cy) / cz + K[0, 2] + 0.5))
+                v = int(np.floor(K[1, 1] * cy / cz + K[1, 2] + 0.5))
+                if u < 0 or u >= w or v < 0 or v >= h:
+                    continue
+                if nearest[v, u] > cz + margin:
+                    out[(i * ny + j) * nz + k] = 1
+
+
+def see_through_voxels(views: list[DepthView], margin: float, grid: VoxelGrid = OCC3D_GRID) -> np.ndarray:
+    """Voxels a current camera sees through: (X, Y, Z) uint8.
+
+    A voxel is seen through when, at the pixel its centre projects to, every depth in the 3x3 neighbourhood lies
+    more than ``margin`` beyond the centre's depth (sky counts as infinitely far). Testing the voxel's centre, not
+    the rays, keeps surfaces seen at grazing angles: a ground voxel's centre lies on the ground, so the camera never
+    sees far beyond it, although its rays cross the voxel's empty upper half.
+    """
+    out = np.zeros(int(np.prod(grid.shape)), np.uint8)
+    for view in views:
+        _see_through(view.K, np.ascontiguousarray(view.cam_T_ref[:3, :3]), np.ascontiguousarray(view.cam_T_ref[:3, 3]),
+                     np.ascontiguousarray(view.nearest), grid.lower_array, float(grid.voxel_size), grid.shape,
+                     float(margin), out)
+    return out.reshape(grid.shape)
 
 
 def auto_ray_stride(K: np.ndarray, camera_position: np.ndarray | None = None, grid: VoxelGrid = OCC3D_GRID) -> int:
