@@ -120,11 +120,12 @@ def window_vote(
         ok = ((ijk >= 0) & (ijk < shape)).all(1)
         if not is_current:
             ok &= ~dynamic[cls]
-        flat = (ijk[ok, 0] * grid.shape[1] + ijk[ok, 1]) * grid.shape[2] + ijk[ok, 2]
+        index = ok.nonzero().squeeze(1)
+        flat = (ijk[index, 0] * grid.shape[1] + ijk[index, 1]) * grid.shape[2] + ijk[index, 2]
         if not is_current and blocked is not None:
             keep = ~blocked[flat]
-            flat, ok = flat[keep], ok.nonzero().squeeze(1)[keep]
-        counts.index_add_(0, flat * NUM_SEMANTIC_CLASSES + cls[ok], n[ok])  # ok: a mask or kept indices
+            flat, index = flat[keep], index[keep]
+        counts.index_add_(0, flat * NUM_SEMANTIC_CLASSES + cls[index], n[index])
         if is_current:
             current[flat] = True
     counts = counts.view(n_voxels, NUM_SEMANTIC_CLASSES)
