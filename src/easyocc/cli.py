@@ -14,7 +14,10 @@ from easyocc import __version__
 from easyocc.errors import EasyOccError
 
 #: name -> (module, one-line help). Keep in pipeline order; the README lists the same commands.
-COMMANDS: dict[str, tuple[str, str]] = {}
+COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("easyocc.data.synthetic.command",
+              "generate SimScenes: a procedural nuScenes-format dataset with exact Occ3D ground truth"),
+}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
