@@ -70,13 +70,38 @@ def _oracle_depth(args: argparse.Namespace, dataroot: Path) -> DepthSource:
     return OracleDepth(dataroot, noise.depth, noise.seed)
 
 
+# --- maps on disk ---------------------------------------------------------------------------------------------
+
+
+def _npy_semantics(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
+    from easyocc.labels.sources.precomputed import PrecomputedSemantics
+
+    return PrecomputedSemantics(require_path(args.semantics_dir, "--semantics-dir", "precomputed semantic maps", "npy"))
+
+
+def _npy_depth(args: argparse.Namespace, dataroot: Path) -> DepthSource:
+    from easyocc.labels.sources.precomputed import PrecomputedDepth
+
+    return PrecomputedDepth(require_path(args.depth_dir, "--depth-dir", "precomputed depth maps", "npy"))
+
+
+def _occnerf_semantics(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
+    from easyocc.labels.sources.occnerf import OccNeRFSemantics
+
+    return OccNeRFSemantics(require_path(args.occnerf_dir, "--occnerf-dir", "OccNeRF's nuscenes_semantic folder",
+                                         "occnerf"))
+
+
 # --- the registry ----------------------------------------------------------------------------------------------
 
 SEMANTIC_SOURCES: dict[str, SourceEntry] = {
     "oracle": SourceEntry("SimScenes' exact semantics, optionally noisy (--oracle-noise)", _oracle_semantics),
+    "occnerf": SourceEntry("OccNeRF's released Grounded-SAM labels (--occnerf-dir)", _occnerf_semantics),
+    "npy": SourceEntry("precomputed semantic maps (--semantics-dir)", _npy_semantics),
 }
 DEPTH_SOURCES: dict[str, SourceEntry] = {
     "oracle": SourceEntry("SimScenes' exact depth, optionally noisy (--oracle-noise)", _oracle_depth),
+    "npy": SourceEntry("precomputed depth maps (--depth-dir)", _npy_depth),
 }
 
 
@@ -110,6 +135,14 @@ def add_source_arguments(
                        help="torch device of the foundation models: auto (cuda when present), cpu, cuda, cuda:1, ...")
     group.add_argument("--cache-dir", type=Path, default=None,
                        help="cache 2D maps here, keyed by the source's settings, so reruns skip the models")
+
+    disk = parser.add_argument_group("maps on disk (npy, occnerf)")
+    disk.add_argument("--depth-dir", type=Path, default=None,
+                      help="npy depth: <dir>/<image relpath>.npy (float metres) or .png (16-bit millimetres)")
+    disk.add_argument("--semantics-dir", type=Path, default=None,
+                      help="npy semantics: <dir>/<image relpath>.png (8-bit Occ3D ids) or .npy")
+    disk.add_argument("--occnerf-dir", type=Path, default=None,
+                      help="occnerf: OccNeRF's nuscenes_semantic folder (samples/CAM_*/<image>_mask.bin)")
 
     oracle = parser.add_argument_group("oracle (SimScenes' exact maps)")
     oracle.add_argument("--oracle-noise", default="none", choices=tuple(NOISE_PRESETS),
