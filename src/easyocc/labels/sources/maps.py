@@ -41,6 +41,15 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return np.asarray(_open_image(Path(path)).convert("RGB"))
 
 
+def read_camera_rgb(camera) -> np.ndarray:
+    """A CameraFrame's image as (camera.height, camera.width, 3) uint8 RGB; an error if its size disagrees."""
+    rgb = read_rgb(camera.image_path)
+    if rgb.shape[:2] != (camera.height, camera.width):
+        raise InputError(camera.image_path, f"image is {rgb.shape[1]}x{rgb.shape[0]}, the dataset tables say "
+                                            f"{camera.width}x{camera.height}")
+    return rgb
+
+
 def read_label_png(path: str | Path) -> np.ndarray:
     """A single-channel 8-bit PNG (class ids) as (H, W) uint8; colour or 16-bit images are refused."""
     path = Path(path)
