@@ -116,7 +116,7 @@ def test_checkpoint_and_repo_errors_name_the_file(repo, tmp_path):
         Metric3DDepth(Metric3DConfig(folder, corrupt, "metric3d_vit_tiny", "cpu")).depth(camera)
     pickled = tmp_path / "pickled.pth"
     torch.save({"model_state_dict": {"gain": torch.ones(1)}, "args": argparse.Namespace(lr=1)}, pickled)
-    refused = r"pickled\.pth: torch\.load\(weights_only=True\) refuses it \(it holds a argparse\.Namespace\); pass"
+    refused = r"pickled\.pth: torch\.load\(weights_only=True\) refuses it \(it holds argparse\.Namespace\); pass"
     with pytest.raises(InputError, match=refused):
         Metric3DDepth(Metric3DConfig(folder, pickled, "metric3d_vit_tiny", "cpu")).depth(camera)
     trusted = Metric3DDepth(Metric3DConfig(folder, pickled, "metric3d_vit_tiny", "cpu", trust_checkpoint=True))

@@ -101,7 +101,7 @@ def load_checkpoint_state(path: Path, trust: bool) -> dict:
         refused = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
         if refused is None:
             raise InputError(path, "cannot read the checkpoint (not a torch.save file)") from None
-        raise InputError(path, f"torch.load(weights_only=True) refuses it (it holds a {refused.group(1)}); pass "
+        raise InputError(path, f"torch.load(weights_only=True) refuses it (it holds {refused.group(1)}); pass "
                                "--metric3d-trust-checkpoint if you trust where it came from") from None
     except (RuntimeError, OSError, EOFError, ValueError) as exc:
         raise InputError(path, f"cannot read the checkpoint ({first_line(exc)})") from None

@@ -179,9 +179,10 @@ def smear_depth_edges(depth: np.ndarray, radius_px: int, jump: float = 0.1) -> n
         return depth.copy()
     size = 2 * int(radius_px) + 1
     valid = depth > 0
-    high = ndimage.maximum_filter(np.where(valid, depth, 0.0), size=size)
-    low = ndimage.minimum_filter(np.where(valid, depth, np.inf), size=size)
-    edge = valid & (high > low * (1.0 + jump))
+    window = np.ones((size, size), np.uint8)
+    high = cv2.dilate(np.where(valid, depth, 0.0).astype(np.float32), window)  # local max of valid depths
+    low = cv2.erode(np.where(valid, depth, np.inf).astype(np.float32), window)  # local min of valid depths
+    edge = valid & (high / (1.0 + jump) > low)
     total = cv2.boxFilter(np.where(valid, depth, 0.0).astype(np.float32), -1, (size, size), normalize=False)
     count = cv2.boxFilter(valid.astype(np.float32), -1, (size, size), normalize=False)
     out = depth.copy()
