@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shutil
 
 import numpy as np
 import pytest
@@ -46,6 +47,16 @@ def test_relative_models_and_missing_folders_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match=r"empty: cannot load the Depth Anything"):
         DepthAnythingDepth(DepthAnythingConfig(tmp_path / "empty", device="cpu")).depth(camera)
+
+
+def test_corrupt_weights_give_a_one_line_error(model_dir, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(model_dir, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])
+    with pytest.raises(InputError) as err:
+        DepthAnythingDepth(DepthAnythingConfig(broken, device="cpu")).depth(make_camera(tmp_path))
+    assert str(err.value).startswith(f"{broken}: cannot load the Depth Anything model (") and "\n" not in str(err.value)
 
 
 def test_registry_builds_depth_anything(model_dir, tmp_path):

@@ -34,6 +34,7 @@ class DepthAnythingDepth(LazyModels, DepthSource):
     def __init__(self, config: DepthAnythingConfig):
         if not Path(config.model_dir).is_dir():
             raise InputError(config.model_dir, "Depth Anything model folder not found")
+        resolve_device(config.device)  # a bad --device fails now, not after the first images
         self.config = config
         self._fingerprint: str | None = None
 

@@ -27,7 +27,7 @@ import yaml
 from easyocc.data.nuscenes_index import CameraFrame
 from easyocc.errors import InputError
 from easyocc.labels.sources.base import SemanticSource, check_semantics
-from easyocc.labels.sources.maps import read_camera_rgb
+from easyocc.labels.sources.maps import one_line, read_camera_rgb
 from easyocc.labels.sources.runtime import LazyModels, load_pretrained, resolve_device, weights_identity
 from easyocc.occ3d import CLASS_IDS, IGNORE
 
@@ -67,7 +67,7 @@ def load_prompts(path: str | Path | None = None) -> PromptTable:
     try:
         data = yaml.safe_load(path.read_text())
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(path, f"not valid YAML/JSON ({' '.join(str(exc).split())})") from None
+        raise InputError(path, f"not valid YAML/JSON ({one_line(exc)})") from None
     groups = data.get("groups") if isinstance(data, dict) else None
     if not isinstance(groups, list) or not groups:
         raise InputError(path, "expected a non-empty list 'groups' of {phrase: class name} mappings")
@@ -209,6 +209,7 @@ class GroundedSamSemantics(LazyModels, SemanticSource):
         for name in ("prompt_batch", "sam_batch"):
             if getattr(config, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+        resolve_device(config.device)  # a bad --device fails now, not after the first images
         self.config = config
         self.prompts = load_prompts(config.prompts)
         self._fingerprint: str | None = None

@@ -136,6 +136,7 @@ class Metric3DDepth(LazyModels, DepthSource):
             raise InputError(config.repo_dir, "Metric3D repository not found")
         if not Path(config.checkpoint).is_file():
             raise InputError(config.checkpoint, "Metric3D checkpoint not found")
+        resolve_device(config.device)  # a bad --device fails now, not after the first images
         self.config = config
         self._fingerprint: str | None = None
 

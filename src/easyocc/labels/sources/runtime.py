@@ -54,7 +54,9 @@ def load_pretrained(loader, directory: Path, what: str) -> Any:
     folder."""
     try:
         return loader.from_pretrained(str(directory), local_files_only=True)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except EasyOccError:
+        raise
+    except Exception as exc:  # transformers and safetensors raise many types; all mean "this folder won't load"
         raise InputError(directory, f"cannot load the {what} ({first_line(exc)})") from None
 
 
