@@ -220,7 +220,7 @@ def _surrounding_class(labels: np.ndarray, region: np.ndarray) -> int:
 
 def _components(labels: np.ndarray, class_id: int):
     """Connected regions of ``class_id``: yields (slice pair with a 1-pixel margin, region mask in that window)."""
-    component_ids, count = ndimage.label(labels == class_id)
+    component_ids, _ = ndimage.label(labels == class_id)
     height, width = labels.shape
     for index, window in enumerate(ndimage.find_objects(component_ids), start=1):
         rows = slice(max(window[0].start - 1, 0), min(window[0].stop + 1, height))
