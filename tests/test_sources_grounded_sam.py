@@ -117,9 +117,10 @@ def test_tiny_models_run_through_the_real_code_path(models):
     np.testing.assert_array_equal(source.semantics(camera), labels)  # deterministic
     clone = pickle.loads(pickle.dumps(source))  # workers get the settings, not the loaded models
     assert clone._loaded is None and clone.fingerprint() == source.fingerprint()
-    nothing = GroundedSamSemantics(GroundedSamConfig(*models, box_threshold=1.0, device="cpu"))
-    assert (nothing.semantics(camera) == IGNORE).all()
-    assert nothing.fingerprint() != source.fingerprint()
+    no_boxes = torch.zeros((0, 4)), torch.zeros(0), torch.zeros(0, dtype=torch.int64)
+    assert (source.segment(read_rgb(camera.image_path), *no_boxes) == IGNORE).all()  # no box, no label
+    stricter = GroundedSamSemantics(GroundedSamConfig(*models, box_threshold=0.5, device="cpu"))
+    assert stricter.fingerprint() != source.fingerprint() and stricter._loaded is None
 
 
 def test_bad_model_folders_and_images_give_one_line_errors(models, tmp_path):
