@@ -88,9 +88,10 @@ def test_mask_fusion_takes_the_best_scoring_mask_per_pixel():
     expected[:, :4] = ROAD
     expected[1:3, 2:5] = CAR
     np.testing.assert_array_equal(labels, expected)
-    fusion = MaskFusion(4, 6)  # the same result when the masks come in two batches
+    fusion = MaskFusion(4, 6)  # the same result when the masks come in batches, empty masks and batches included
     fusion.add(masks[:1], [0.3], [ROAD])
-    fusion.add(masks[1:], [0.8, 0.3], [CAR, FREE])
+    fusion.add(np.zeros((0, 4, 6), bool), [], [])
+    fusion.add(np.concatenate([np.zeros((1, 4, 6), bool), masks[1:]]), [0.9, 0.8, 0.3], [FREE, CAR, FREE])
     np.testing.assert_array_equal(fusion.labels(), expected)
 
 

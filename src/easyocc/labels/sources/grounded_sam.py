@@ -143,16 +143,35 @@ class MaskFusion:
         import torch
 
         masks = torch.as_tensor(masks, device=self.best.device).bool()
+        if len(masks) == 0:
+            return
+        # Work inside each mask's bounding box: SAM masks are small next to the image.
+        rows, cols = _extents(masks.any(dim=2)), _extents(masks.any(dim=1))
         scores = torch.as_tensor(scores, dtype=torch.float32).tolist()
         class_ids = torch.as_tensor(class_ids).tolist()
-        for mask, score, class_id in zip(masks, scores, class_ids):
-            better = mask & (self.best < score)
-            self.best[better] = score
-            self.classes[better] = class_id
+        for mask, score, class_id, (top, bottom), (left, right) in zip(masks, scores, class_ids, rows, cols):
+            if bottom <= top:
+                continue  # an empty mask
+            window = (slice(top, bottom), slice(left, right))
+            best, classes = self.best[window], self.classes[window]  # views: filled in place
+            better = mask[window] & (best < score)
+            best.masked_fill_(better, score)
+            classes.masked_fill_(better, class_id)
 
     def labels(self) -> np.ndarray:
         """(H, W) uint8 Occ3D ids, IGNORE where no mask covered the pixel."""
         return self.classes.cpu().numpy()
+
+
+def _extents(any_along) -> list[tuple[int, int]]:
+    """any_along: (N, L) bool -> per row the [first, last + 1) range of True entries, (0, 0) when none."""
+    import torch
+
+    length = any_along.shape[1]
+    first = any_along.int().argmax(dim=1)
+    last = length - any_along.flip(1).int().argmax(dim=1)
+    empty = ~any_along.any(dim=1)
+    return torch.stack([first.masked_fill(empty, 0), last.masked_fill(empty, 0)], dim=1).tolist()
 
 
 def fuse_masks(masks, scores, class_ids) -> np.ndarray:
