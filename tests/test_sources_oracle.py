@@ -47,7 +47,8 @@ def test_noise_is_deterministic_per_image_and_seed(tmp_path):
     noise = NOISE_PRESETS["realistic"]
     sem = OracleSemantics(tmp_path, noise.semantics, seed=3)
     dep = OracleDepth(tmp_path, noise.depth, seed=3)
-    np.testing.assert_array_equal(sem.semantics(camera), OracleSemantics(tmp_path, noise.semantics, 3).semantics(camera))
+    again = OracleSemantics(tmp_path, noise.semantics, seed=3)
+    np.testing.assert_array_equal(sem.semantics(camera), again.semantics(camera))
     np.testing.assert_array_equal(dep.depth(camera), dep.depth(camera))
     assert not np.array_equal(dep.depth(camera), dep.depth(other))  # same exact maps, another image
     assert not np.array_equal(dep.depth(camera), OracleDepth(tmp_path, noise.depth, seed=4).depth(camera))

@@ -11,6 +11,7 @@ fingerprint, for people) and one file per image, keyed by the image's relpath:
 Other settings (thresholds, noise, seed, weights) give another fingerprint and so another folder: stale entries
 are never read. A hit is used only if it reads back, has the image's shape and is not older than the image;
 anything else is recomputed and overwritten. Files are written atomically, so parallel workers are safe.
+Keys are relpaths, unique in nuScenes; two SimScenes datasets may share relpaths, so give each its own cache.
 """
 
 from __future__ import annotations

@@ -19,6 +19,11 @@ from easyocc.fileio import atomic_write
 DEPTH_PNG_SCALE = 1000.0
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (the CLI prints errors in one line)."""
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def map_path(root: str | Path, image_relpath: str, suffix: str) -> Path:
     """``<root>/<image relpath without its extension><suffix>``, e.g. ``samples/CAM_FRONT/x.jpg`` -> ``.../x.npy``."""
     rel = PurePosixPath(image_relpath)
@@ -32,13 +37,22 @@ def _open_image(path: Path) -> Image.Image:
         image = Image.open(path)
         image.load()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(path, f"cannot read the image ({exc})") from None
+        raise InputError(path, f"cannot read the image ({one_line(exc)})") from None
     return image
 
 
 def read_rgb(path: str | Path) -> np.ndarray:
     """A camera image as (H, W, 3) uint8 RGB."""
     return np.asarray(_open_image(Path(path)).convert("RGB"))
+
+
+def read_camera_rgb(camera) -> np.ndarray:
+    """A CameraFrame's image as (camera.height, camera.width, 3) uint8 RGB; an error if its size disagrees."""
+    rgb = read_rgb(camera.image_path)
+    if rgb.shape[:2] != (camera.height, camera.width):
+        raise InputError(camera.image_path, f"image is {rgb.shape[1]}x{rgb.shape[0]}, the dataset tables say "
+                                            f"{camera.width}x{camera.height}")
+    return rgb
 
 
 def read_label_png(path: str | Path) -> np.ndarray:
@@ -67,7 +81,7 @@ def read_npy(path: str | Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        raise InputError(path, f"cannot read as .npy ({exc})") from None
+        raise InputError(path, f"cannot read as .npy ({one_line(exc)})") from None
 
 
 def write_label_png(path: str | Path, labels: np.ndarray) -> None:

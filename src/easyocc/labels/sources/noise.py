@@ -132,8 +132,9 @@ class NoiseConfig:
         return replace(self, depth=scale(self.depth), semantics=scale(self.semantics))
 
 
-#: Named presets. "realistic" aims at the errors of Metric3Dv2 and Grounded-SAM on nuScenes (AbsRel about 0.08,
-#: boundaries off by a few pixels, a few objects mislabelled, many small distant objects missed).
+#: Named presets. "realistic" gives errors of plausible size for Metric3Dv2 and Grounded-SAM on nuScenes (depth
+#: AbsRel about 0.07, boundaries off by a few pixels, a few objects mislabelled, half the small objects missed);
+#: they are not fitted to measured errors. "mild" is half as strong, "strong" twice.
 NOISE_PRESETS: dict[str, NoiseConfig] = {
     "none": NoiseConfig(),
     "realistic": NoiseConfig(
@@ -179,9 +180,10 @@ def smear_depth_edges(depth: np.ndarray, radius_px: int, jump: float = 0.1) -> n
         return depth.copy()
     size = 2 * int(radius_px) + 1
     valid = depth > 0
-    high = ndimage.maximum_filter(np.where(valid, depth, 0.0), size=size)
-    low = ndimage.minimum_filter(np.where(valid, depth, np.inf), size=size)
-    edge = valid & (high > low * (1.0 + jump))
+    window = np.ones((size, size), np.uint8)
+    high = cv2.dilate(np.where(valid, depth, 0.0).astype(np.float32), window)  # local max of valid depths
+    low = cv2.erode(np.where(valid, depth, np.inf).astype(np.float32), window)  # local min of valid depths
+    edge = valid & (high / (1.0 + jump) > low)
     total = cv2.boxFilter(np.where(valid, depth, 0.0).astype(np.float32), -1, (size, size), normalize=False)
     count = cv2.boxFilter(valid.astype(np.float32), -1, (size, size), normalize=False)
     out = depth.copy()
@@ -218,7 +220,7 @@ def _surrounding_class(labels: np.ndarray, region: np.ndarray) -> int:
 
 def _components(labels: np.ndarray, class_id: int):
     """Connected regions of ``class_id``: yields (slice pair with a 1-pixel margin, region mask in that window)."""
-    component_ids, count = ndimage.label(labels == class_id)
+    component_ids, _ = ndimage.label(labels == class_id)
     height, width = labels.shape
     for index, window in enumerate(ndimage.find_objects(component_ids), start=1):
         rows = slice(max(window[0].start - 1, 0), min(window[0].stop + 1, height))

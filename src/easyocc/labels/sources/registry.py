@@ -70,13 +70,84 @@ def _oracle_depth(args: argparse.Namespace, dataroot: Path) -> DepthSource:
     return OracleDepth(dataroot, noise.depth, noise.seed)
 
 
+# --- foundation models -----------------------------------------------------------------------------------------
+
+
+def _grounded_sam(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
+    from easyocc.labels.sources.grounded_sam import GroundedSamConfig, GroundedSamSemantics
+
+    config = GroundedSamConfig(
+        grounding_dino_dir=require_path(args.grounded_sam_dir, "--grounded-sam-dir",
+                                        "GroundingDINO model folder", "grounded-sam"),
+        sam_dir=require_path(args.sam_dir, "--sam-dir", "SAM model folder", "grounded-sam"),
+        prompts=args.prompts, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
+        device=args.device, prompt_batch=args.prompt_batch, sam_batch=args.sam_batch,
+    )
+    try:
+        return GroundedSamSemantics(config)
+    except ValueError as exc:
+        raise EasyOccError(f"grounded-sam: {exc}") from None
+
+
+def _metric3d(args: argparse.Namespace, dataroot: Path) -> DepthSource:
+    from easyocc.labels.sources.metric3d import Metric3DConfig, Metric3DDepth
+
+    return Metric3DDepth(Metric3DConfig(
+        repo_dir=require_path(args.metric3d_repo, "--metric3d-repo", "Metric3D repository clone", "metric3d"),
+        checkpoint=require_path(args.metric3d_checkpoint, "--metric3d-checkpoint", "Metric3D checkpoint",
+                                "metric3d"),
+        model_name=args.metric3d_model, device=args.device, trust_checkpoint=args.metric3d_trust_checkpoint,
+    ))
+
+
+def _depth_anything(args: argparse.Namespace, dataroot: Path) -> DepthSource:
+    from easyocc.labels.sources.depth_anything import DepthAnythingConfig, DepthAnythingDepth
+
+    return DepthAnythingDepth(DepthAnythingConfig(
+        require_path(args.depth_anything_dir, "--depth-anything-dir", "Depth Anything model folder",
+                     "depth-anything"),
+        device=args.device,
+    ))
+
+
+# --- maps on disk ---------------------------------------------------------------------------------------------
+
+
+def _npy_semantics(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
+    from easyocc.labels.sources.precomputed import PrecomputedSemantics
+
+    return PrecomputedSemantics(require_path(args.semantics_dir, "--semantics-dir", "precomputed semantic maps", "npy"))
+
+
+def _npy_depth(args: argparse.Namespace, dataroot: Path) -> DepthSource:
+    from easyocc.labels.sources.precomputed import PrecomputedDepth
+
+    return PrecomputedDepth(require_path(args.depth_dir, "--depth-dir", "precomputed depth maps", "npy"))
+
+
+def _occnerf_semantics(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
+    from easyocc.labels.sources.occnerf import OccNeRFSemantics
+
+    return OccNeRFSemantics(require_path(args.occnerf_dir, "--occnerf-dir", "OccNeRF's nuscenes_semantic folder",
+                                         "occnerf"))
+
+
 # --- the registry ----------------------------------------------------------------------------------------------
 
 SEMANTIC_SOURCES: dict[str, SourceEntry] = {
+    "grounded-sam": SourceEntry("GroundingDINO + SAM from local folders (--grounded-sam-dir, --sam-dir)",
+                                _grounded_sam),
     "oracle": SourceEntry("SimScenes' exact semantics, optionally noisy (--oracle-noise)", _oracle_semantics),
+    "occnerf": SourceEntry("OccNeRF's released Grounded-SAM labels (--occnerf-dir)", _occnerf_semantics),
+    "npy": SourceEntry("precomputed semantic maps (--semantics-dir)", _npy_semantics),
 }
 DEPTH_SOURCES: dict[str, SourceEntry] = {
+    "metric3d": SourceEntry("Metric3Dv2 from a local repo clone and checkpoint (--metric3d-repo, "
+                            "--metric3d-checkpoint)", _metric3d),
+    "depth-anything": SourceEntry("Depth Anything V2 metric from a local folder (--depth-anything-dir)",
+                                  _depth_anything),
     "oracle": SourceEntry("SimScenes' exact depth, optionally noisy (--oracle-noise)", _oracle_depth),
+    "npy": SourceEntry("precomputed depth maps (--depth-dir)", _npy_depth),
 }
 
 
@@ -110,6 +181,40 @@ def add_source_arguments(
                        help="torch device of the foundation models: auto (cuda when present), cpu, cuda, cuda:1, ...")
     group.add_argument("--cache-dir", type=Path, default=None,
                        help="cache 2D maps here, keyed by the source's settings, so reruns skip the models")
+
+    gsam = parser.add_argument_group("grounded-sam (semantics)")
+    gsam.add_argument("--grounded-sam-dir", type=Path, default=None,
+                      help="GroundingDINO folder (save_pretrained layout), e.g. IDEA-Research/grounding-dino-base")
+    gsam.add_argument("--sam-dir", type=Path, default=None, help="SAM folder, e.g. facebook/sam-vit-huge")
+    gsam.add_argument("--prompts", type=Path, default=None,
+                      help="YAML/JSON prompt table {groups: [{phrase: class}, ...]} (default: OccNeRF's prompts)")
+    gsam.add_argument("--box-threshold", type=float, default=0.2, help="keep boxes scoring above this (0.2)")
+    gsam.add_argument("--text-threshold", type=float, default=0.2,
+                      help="keep a box only if its phrase's mean token score is above this (0.2)")
+    gsam.add_argument("--prompt-batch", type=int, default=8, help="prompt groups per GroundingDINO forward (8)")
+    gsam.add_argument("--sam-batch", type=int, default=32, help="boxes per SAM mask-decoder call (32)")
+
+    m3d = parser.add_argument_group("metric3d (depth)")
+    m3d.add_argument("--metric3d-repo", type=Path, default=None,
+                     help="local clone of github.com/YvanYin/Metric3D (its hubconf.py is loaded)")
+    m3d.add_argument("--metric3d-checkpoint", type=Path, default=None,
+                     help="checkpoint file, e.g. metric_depth_vit_giant2_800k.pth")
+    m3d.add_argument("--metric3d-model", default="metric3d_vit_giant2",
+                     help="hubconf entry point matching the checkpoint (default metric3d_vit_giant2)")
+    m3d.add_argument("--metric3d-trust-checkpoint", action="store_true",
+                     help="allow a checkpoint that torch.load(weights_only=True) refuses (it may run code)")
+
+    dany = parser.add_argument_group("depth-anything (depth)")
+    dany.add_argument("--depth-anything-dir", type=Path, default=None,
+                      help="folder of a metric model, e.g. depth-anything/Depth-Anything-V2-Metric-Outdoor-Large-hf")
+
+    disk = parser.add_argument_group("maps on disk (npy, occnerf)")
+    disk.add_argument("--depth-dir", type=Path, default=None,
+                      help="npy depth: <dir>/<image relpath>.npy (float metres) or .png (16-bit millimetres)")
+    disk.add_argument("--semantics-dir", type=Path, default=None,
+                      help="npy semantics: <dir>/<image relpath>.png (8-bit Occ3D ids) or .npy")
+    disk.add_argument("--occnerf-dir", type=Path, default=None,
+                      help="occnerf: OccNeRF's nuscenes_semantic folder (samples/CAM_*/<image>_mask.bin)")
 
     oracle = parser.add_argument_group("oracle (SimScenes' exact maps)")
     oracle.add_argument("--oracle-noise", default="none", choices=tuple(NOISE_PRESETS),
