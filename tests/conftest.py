@@ -63,3 +63,18 @@ def real_nuscenes_root(tmp_path_factory) -> Path:
     dump("instance", [])
     dump("sample_annotation", [])
     return root
+
+
+#: The small SimScenes dataset the tests of every stage share: 2 scenes x 4 keyframes of 160x90 images, seed 0.
+TINY_SIMSCENES = {"scenes": 2, "keyframes": 4, "image_size": (160, 90), "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def tiny_simscenes(tmp_path_factory) -> Path:
+    """A generated SimScenes dataroot (nuScenes tables in ``v1.0-mini``, Occ3D GT in ``gts/``, exact depth and
+    semantics in ``sim/``): scene-0001 is train, scene-0002 val. Read-only: copy it before changing anything."""
+    from easyocc.data.synthetic.generate import SynthConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("simscenes") / "tiny"
+    generate_dataset(root, SynthConfig(**TINY_SIMSCENES), progress=False)
+    return root

@@ -15,6 +15,10 @@ from easyocc.errors import EasyOccError
 
 #: name -> (module, one-line help). Keep in pipeline order; the README lists the same commands.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "synth": ("easyocc.data.synthetic.command",
+              "generate SimScenes: a procedural nuScenes-format dataset with exact Occ3D ground truth"),
+    "labels": ("easyocc.labels.command", "3D pseudo-labels (Easy3D-Labels) from 2D semantics and depth"),
+    "label-quality": ("easyocc.labels.quality", "score pseudo-labels against ground truth; sweep frames/min-points"),
     "train": ("easyocc.training.command", "train the EasyOcc model on pseudo-labels (CPU, GPU, torchrun)"),
     "predict": ("easyocc.predict", "write Occ3D predictions of a trained model for a split"),
     "eval": ("easyocc.evaluation.command", "score predictions against Occ3D ground truth (mIoU, IoU, RayIoU)"),

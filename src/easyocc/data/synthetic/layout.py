@@ -4,6 +4,9 @@ For the image ``<root>/samples/CAM_X/<stem>.jpg`` (the sample_data filename):
 - ``<root>/sim/samples/CAM_X/<stem>_depth.npy``: float32 (H, W) exact metric depth, z along the optical axis,
   ``inf`` where the ray hits nothing (sky);
 - ``<root>/sim/samples/CAM_X/<stem>_semantic.png``: uint8 (H, W) Occ3D ids, 17 for sky.
+
+For the LiDAR scan ``<root>/samples/LIDAR_TOP/<name>.pcd.bin``:
+- ``<root>/sim/samples/LIDAR_TOP/<name>_semantic.npy``: uint8 (N,) Occ3D id of each point, in the scan's order.
 """
 
 from __future__ import annotations
@@ -24,3 +27,9 @@ def sim_depth_path(dataroot: str | Path, image_relpath: str) -> Path:
 
 def sim_semantic_path(dataroot: str | Path, image_relpath: str) -> Path:
     return _sim_path(dataroot, image_relpath, "_semantic.png")
+
+
+def sim_lidar_semantic_path(dataroot: str | Path, scan_relpath: str) -> Path:
+    rel = PurePosixPath(scan_relpath)
+    name = rel.name[: -len(".pcd.bin")] if rel.name.endswith(".pcd.bin") else rel.stem
+    return Path(dataroot) / SIM_DIR / rel.parent / (name + "_semantic.npy")

@@ -1,0 +1,250 @@
+"""Each frame's semantic cloud, compressed into fine cells with per-class point counts.
+
+A keyframe's six full-resolution images give 8.6 M points; 14 frames of them would be re-transformed for every
+keyframe. Instead each frame is lifted once and binned into cells of ``voxel_size / divisions`` (0.1 m by default)
+on the Occ3D grid's lattice in *that frame's* ego frame, one entry per (cell, class) with its point count. When the
+frame is the current keyframe its cells nest exactly in its voxels (``divisions`` is a power of two), so the current
+frame's counts are exact; a past frame's cells are moved as a whole to the current frame, so a point can change
+voxel only when it lies within half a cell diagonal (0.087 m at 0.1 m cells) of a voxel face there.
+``divisions = 0`` keeps every point (exact, and heavy).
+
+The kernels are numba (CPU, parallel over image rows); ``cells_torch`` has the same computation for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+
+from easyocc.labels.buckets import count_unique
+from easyocc.occ3d import OCC3D_GRID, VoxelGrid
+
+# Cell index offsets and bit widths of the packed key: class 5 bits, z 16, y 21, x 21 (63 bits, keys >= 0).
+_CLASS_BITS = 5
+_Z_BITS = 16
+_XY_BITS = 21
+_Z_OFFSET = 1 << (_Z_BITS - 1)
+_XY_OFFSET = 1 << (_XY_BITS - 1)
+
+
+@dataclass(frozen=True)
+class FrameCells:
+    """One frame's semantic points as weighted samples in that frame's ego frame.
+
+    centres: (M, 3) float32 metres (cell centres, or the points themselves when uncompressed);
+    classes: (M,) uint8 in 0..16; counts: (M,) uint32 points behind each entry.
+    """
+
+    centres: np.ndarray
+    classes: np.ndarray
+    counts: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.centres)
+
+    @property
+    def num_points(self) -> int:
+        return int(self.counts.sum(dtype=np.int64))
+
+    @property
+    def nbytes(self) -> int:
+        return self.centres.nbytes + self.classes.nbytes + self.counts.nbytes
+
+    def select(self, keep: np.ndarray) -> "FrameCells":
+        return FrameCells(self.centres[keep], self.classes[keep], self.counts[keep])
+
+    @staticmethod
+    def empty() -> "FrameCells":
+        return FrameCells(np.zeros((0, 3), np.float32), np.zeros(0, np.uint8), np.zeros(0, np.uint32))
+
+    @staticmethod
+    def concatenate(parts: list["FrameCells"]) -> "FrameCells":
+        parts = [p for p in parts if len(p)]
+        if not parts:
+            return FrameCells.empty()
+        return FrameCells(
+            np.concatenate([p.centres for p in parts]),
+            np.concatenate([p.classes for p in parts]),
+            np.concatenate([p.counts for p in parts]),
+        )
+
+
+@numba.njit(cache=True, inline="always")
+def _pack(x, y, z, lower, cell, cls):
+    """Packed key of the cell holding (x, y, z), or -1 when the cell index does not fit the key."""
+    ix = int(np.floor((x - lower[0]) / cell))
+    iy = int(np.floor((y - lower[1]) / cell))
+    iz = int(np.floor((z - lower[2]) / cell))
+    ix += _XY_OFFSET
+    iy += _XY_OFFSET
+    iz += _Z_OFFSET
+    if ix < 0 or ix >= (1 << _XY_BITS) or iy < 0 or iy >= (1 << _XY_BITS) or iz < 0 or iz >= (1 << _Z_BITS):
+        return -1
+    return (((ix << _XY_BITS) | iy) << _Z_BITS | iz) << _CLASS_BITS | cls
+
+
+@numba.njit(cache=True)
+def _unpack(keys, lower, cell):
+    n = keys.shape[0]
+    centres = np.empty((n, 3), np.float32)
+    classes = np.empty(n, np.uint8)
+    for r in range(n):
+        k = keys[r]
+        classes[r] = k & ((1 << _CLASS_BITS) - 1)
+        k >>= _CLASS_BITS
+        iz = (k & ((1 << _Z_BITS) - 1)) - _Z_OFFSET
+        k >>= _Z_BITS
+        iy = (k & ((1 << _XY_BITS) - 1)) - _XY_OFFSET
+        ix = (k >> _XY_BITS) - _XY_OFFSET
+        centres[r, 0] = lower[0] + (ix + 0.5) * cell
+        centres[r, 1] = lower[1] + (iy + 0.5) * cell
+        centres[r, 2] = lower[2] + (iz + 0.5) * cell
+    return centres, classes
+
+
+@numba.njit(cache=True, parallel=True)
+def _image_runs(depth, semantics, keep, use_keep, K, R, t, stride, max_range, lower, cell, run_keys, run_counts, n_runs):
+    """Lift the pixels of one image and merge consecutive pixels of a row that fall in the same (cell, class).
+
+    Writes, for each lifted row, its runs into ``run_keys[row, :n_runs[row]]`` / ``run_counts[row, :n_runs[row]]``.
+    """
+    h, w = depth.shape
+    n_rows = run_keys.shape[0]
+    fx, skew, cx, fy, cy = K[0, 0], K[0, 1], K[0, 2], K[1, 1], K[1, 2]
+    for row in numba.prange(n_rows):
+        v = row * stride
+        yr = (v - cy) / fy
+        n = 0
+        last = -1
+        for col in range(0, (w + stride - 1) // stride):
+            u = col * stride
+            d = np.float64(depth[v, u])
+            s = semantics[v, u]
+            if not d > 0.0 or s >= 17 or (use_keep and not keep[v, u]):
+                continue
+            xr = (u - cx - skew * yr) / fx
+            if d * np.sqrt(xr * xr + yr * yr + 1.0) > max_range:
+                continue
+            px, py, pz = d * xr, d * yr, d
+            # Same rounding as the numpy path: transform in float64, store float32.
+            x = np.float64(np.float32(R[0, 0] * px + R[0, 1] * py + R[0, 2] * pz + t[0]))
+            y = np.float64(np.float32(R[1, 0] * px + R[1, 1] * py + R[1, 2] * pz + t[1]))
+            z = np.float64(np.float32(R[2, 0] * px + R[2, 1] * py + R[2, 2] * pz + t[2]))
+            key = _pack(x, y, z, lower, cell, s)
+            if key < 0:
+                continue
+            if key == last:
+                run_counts[row, n - 1] += 1
+            else:
+                run_keys[row, n] = key
+                run_counts[row, n] = 1
+                n += 1
+                last = key
+        n_runs[row] = n
+
+
+@numba.njit(cache=True, parallel=True)
+def _point_keys(points, classes, lower, cell):
+    n = points.shape[0]
+    keys = np.empty(n, np.int64)
+    for r in numba.prange(n):
+        c = classes[r]
+        if c >= 17:
+            keys[r] = -1
+        else:
+            keys[r] = _pack(np.float64(points[r, 0]), np.float64(points[r, 1]), np.float64(points[r, 2]), lower, cell, c)
+    return keys
+
+
+@numba.njit(cache=True)
+def _compact_runs(run_keys, run_counts, n_runs):
+    total = 0
+    for row in range(n_runs.shape[0]):
+        total += n_runs[row]
+    keys = np.empty(total, np.int64)
+    counts = np.empty(total, np.uint32)
+    i = 0
+    for row in range(n_runs.shape[0]):
+        for j in range(n_runs[row]):
+            keys[i] = run_keys[row, j]
+            counts[i] = run_counts[row, j]
+            i += 1
+    return keys, counts
+
+
+def cell_size(divisions: int, grid: VoxelGrid = OCC3D_GRID) -> float:
+    return grid.voxel_size / divisions
+
+
+def _cells_from_keys(keys: np.ndarray, counts: np.ndarray, divisions: int, grid: VoxelGrid) -> FrameCells:
+    # Buckets are 8-cell slabs along x: cells come out grouped in space, so that scattering them into the voxel
+    # grid later stays within cache.
+    unique, sums = count_unique(keys, counts, part_shift=_CLASS_BITS + _Z_BITS + _XY_BITS + 3)
+    centres, classes = _unpack(unique, grid.lower_array, cell_size(divisions, grid))
+    return FrameCells(centres, classes, sums)
+
+
+def cells_from_points(points: np.ndarray, classes: np.ndarray, divisions: int = 4, grid: VoxelGrid = OCC3D_GRID) -> FrameCells:
+    """Bin a semantic cloud (e.g. labelled LiDAR) into fine cells.
+
+    points: (N, 3) float32 metres in the frame's ego frame; classes: (N,) uint8 (values >= 17 are dropped).
+    divisions: cells per voxel edge (power of two), or 0 to keep every point as its own entry.
+    """
+    points = np.ascontiguousarray(points, dtype=np.float32)
+    classes = np.ascontiguousarray(classes, dtype=np.uint8)
+    if divisions == 0:
+        keep = classes < 17
+        return FrameCells(points[keep], classes[keep], np.ones(int(keep.sum()), np.uint32))
+    keys = _point_keys(points, classes, grid.lower_array, cell_size(divisions, grid))
+    return _cells_from_keys(keys, np.ones(len(keys), np.uint32), divisions, grid)
+
+
+def cells_from_image(
+    depth: np.ndarray,
+    semantics: np.ndarray,
+    K: np.ndarray,
+    ref_T_cam: np.ndarray,
+    keep: np.ndarray | None = None,
+    stride: int = 1,
+    max_range: float | None = None,
+    divisions: int = 4,
+    grid: VoxelGrid = OCC3D_GRID,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Lift one image and merge each row's consecutive pixels of the same (cell, class): the runs to count.
+
+    Same pixel rules as :func:`lift.lift_image`. Returns (run keys (R,) int64, run counts (R,) uint32).
+    """
+    h, w = depth.shape
+    n_rows, n_cols = (h + stride - 1) // stride, (w + stride - 1) // stride
+    run_keys = np.empty((n_rows, n_cols), np.int64)
+    run_counts = np.empty((n_rows, n_cols), np.uint32)
+    n_runs = np.empty(n_rows, np.int64)
+    use_keep = keep is not None
+    _image_runs(
+        np.ascontiguousarray(depth, dtype=np.float32),
+        np.ascontiguousarray(semantics, dtype=np.uint8),
+        np.ascontiguousarray(keep) if use_keep else np.ones((1, 1), np.bool_),
+        use_keep,
+        np.asarray(K, np.float64),
+        np.ascontiguousarray(np.asarray(ref_T_cam, np.float64)[:3, :3]),
+        np.ascontiguousarray(np.asarray(ref_T_cam, np.float64)[:3, 3]),
+        stride,
+        np.inf if max_range is None else float(max_range),
+        grid.lower_array,
+        cell_size(divisions, grid),
+        run_keys,
+        run_counts,
+        n_runs,
+    )
+    return _compact_runs(run_keys, run_counts, n_runs)
+
+
+def merge_runs(runs: list[tuple[np.ndarray, np.ndarray]], divisions: int, grid: VoxelGrid = OCC3D_GRID) -> FrameCells:
+    """Count the runs of several images into one frame's cells."""
+    if not runs:
+        return FrameCells.empty()
+    keys = np.concatenate([k for k, _ in runs])
+    counts = np.concatenate([c for _, c in runs])
+    return _cells_from_keys(keys, counts, divisions, grid)

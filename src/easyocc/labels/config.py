@@ -1,0 +1,85 @@
+"""The settings of the 3D stage of Easy3D-Labels, as one typed dataclass.
+
+Every field that changes the labels goes into the output folder's manifest (:meth:`LabelConfig.manifest`), so a
+rerun with other settings into the same folder is refused; how the work is split (workers, shards, device) is not.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from easyocc.errors import EasyOccError
+from easyocc.occ3d import DYNAMIC_CLASSES, FREE
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """How 2D maps become 3D pseudo-labels.
+
+    frames: previous keyframes of the same scene added to the current one (0 = the current keyframe alone).
+    min_points: a voxel is occupied when at least this many points fall in it.
+    dynamic_classes: classes taken from the current keyframe only (they move between keyframes).
+    pixel_stride: lift one pixel in ``pixel_stride`` along rows and columns (1 = every pixel).
+    max_range: points farther than this from their camera (metres along the ray) are dropped and free-space rays
+        stop there; ``None`` = no limit.
+    ray_stride: one free-space ray per ``ray_stride`` x ``ray_stride`` pixels; 0 = automatic (the largest stride whose
+        rays stay less than a voxel apart at the far corner of the grid, see :func:`visibility.auto_ray_stride`).
+    cell_divisions: each frame's cloud is kept as fine cells of ``voxel_size / cell_divisions`` with per-class point
+        counts (a power of two: the current frame's cells nest exactly in its voxels); 0 keeps every point.
+    carve: drop past frames' points in voxels the current keyframe's cameras see through (the depth around the
+        pixel of the voxel's centre lies more than ``carve_margin`` beyond it): such points were misplaced by depth
+        errors, or have moved. Camera frames only. Off = the paper's plain aggregation.
+    carve_margin: metres beyond a voxel's centre the current depth must lie for the voxel to be seen through.
+    outlier_neighbors: statistical outlier removal on each frame's cells with this many neighbours (0 = off).
+    outlier_std_ratio: cells whose mean neighbour distance exceeds mean + ratio * std are dropped.
+    """
+
+    frames: int = 13
+    min_points: int = 2
+    dynamic_classes: tuple[int, ...] = DYNAMIC_CLASSES
+    pixel_stride: int = 1
+    max_range: float | None = None
+    ray_stride: int = 0
+    cell_divisions: int = 4
+    carve: bool = True
+    carve_margin: float = 0.4
+    outlier_neighbors: int = 0
+    outlier_std_ratio: float = 2.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "dynamic_classes", tuple(sorted({int(c) for c in self.dynamic_classes})))
+        problems = []
+        if self.frames < 0:
+            problems.append(f"frames must be >= 0, got {self.frames}")
+        if self.min_points < 1:
+            problems.append(f"min_points must be >= 1, got {self.min_points}")
+        if any(not 0 <= c < FREE for c in self.dynamic_classes):
+            problems.append(f"dynamic classes must be in 0..{FREE - 1}, got {list(self.dynamic_classes)}")
+        if self.pixel_stride < 1:
+            problems.append(f"pixel_stride must be >= 1, got {self.pixel_stride}")
+        if self.max_range is not None and not (self.max_range > 0 and math.isfinite(self.max_range)):
+            problems.append(f"max_range must be a positive number, got {self.max_range}")
+        if self.ray_stride < 0:
+            problems.append(f"ray_stride must be >= 0 (0 = automatic), got {self.ray_stride}")
+        d = self.cell_divisions
+        if d < 0 or (d and d & (d - 1)) or d > 64:
+            problems.append(f"cell_divisions must be 0 or a power of two up to 64, got {d}")
+        if not (self.carve_margin >= 0 and math.isfinite(self.carve_margin)):
+            problems.append(f"carve_margin must be >= 0, got {self.carve_margin}")
+        if self.outlier_neighbors < 0:
+            problems.append(f"outlier_neighbors must be >= 0, got {self.outlier_neighbors}")
+        if not self.outlier_std_ratio > 0:
+            problems.append(f"outlier_std_ratio must be > 0, got {self.outlier_std_ratio}")
+        if problems:
+            raise EasyOccError("invalid label settings: " + "; ".join(problems))
+
+    def manifest(self) -> dict:
+        """The settings as plain JSON values."""
+        out = asdict(self)
+        out["dynamic_classes"] = list(self.dynamic_classes)
+        return out
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in fields(cls))

@@ -1,0 +1,229 @@
+"""The 3D stage of Easy3D-Labels, keyframe by keyframe: lift, densify over time, voxelize, free space, masks.
+
+Two entry points:
+- :func:`label_window`: pseudo-labels of the current frame from a window of :class:`~aggregate.PosedFrame` (any
+  source of posed semantic clouds: camera images, labelled LiDAR);
+- :class:`SceneLabeler`: walks a scene's keyframes with a 2D semantic and depth source, lifting each frame once and
+  keeping a sliding window of the last ``frames + 1`` frames' cells, and writes
+  ``<out>/<scene_name>/<sample_token>/labels.npz``.
+
+What the keys of a pseudo-label mean (the README says the same):
+- ``semantics``: the voted class where the voxel holds at least ``min_points`` points of the window, 17 elsewhere;
+- ``mask_camera``: voxels the current keyframe's cameras observe: passed through by a pixel ray up to its depth
+  (sky rays to the edge of the grid) plus every voxel holding one of the current keyframe's points;
+- ``mask_lidar``: voxels whose label the pipeline is confident about: occupied (densified over the window) or
+  observed free (passed through by a current ray and holding no point at all).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from easyocc.data.nuscenes_index import Keyframe, Scene
+from easyocc.labels.aggregate import PosedFrame, remove_outliers, window_counts
+from easyocc.labels.cells import FrameCells, cells_from_image, cells_from_points, merge_runs
+from easyocc.labels.config import LabelConfig
+from easyocc.labels.lift import SemanticCloud, lift_image, resize_mask
+from easyocc.labels.sources.base import DepthSource, SemanticSource, check_depth, check_semantics
+from easyocc.labels.visibility import (
+    FreeSpaceRays,
+    auto_ray_stride,
+    camera_rays,
+    depth_view,
+    label_masks,
+    see_through_voxels,
+    traverse,
+)
+from easyocc.labels.voxelize import vote
+from easyocc.occ3d import OCC3D_GRID, VoxelGrid, write_labels
+
+LABELS_FILE = "labels.npz"
+
+
+@dataclass(frozen=True)
+class KeyframeLabels:
+    """One keyframe's pseudo-labels, each (200, 200, 16) uint8."""
+
+    semantics: np.ndarray
+    mask_lidar: np.ndarray
+    mask_camera: np.ndarray
+
+    def write(self, path: str | Path) -> None:
+        write_labels(path, self.semantics, self.mask_lidar, self.mask_camera)
+
+
+def label_path(out_root: str | Path, scene_name: str, token: str) -> Path:
+    return Path(out_root) / scene_name / token / LABELS_FILE
+
+
+def label_window(
+    window: Sequence[PosedFrame], config: LabelConfig, grid: VoxelGrid = OCC3D_GRID, device: str = "cpu"
+) -> KeyframeLabels:
+    """Pseudo-labels of the last frame of ``window`` (frames in time order, each with its pose).
+
+    The window's length is the caller's choice (``config.frames`` is applied by :class:`SceneLabeler`); free space
+    comes from the current frame's rays (none when it has no rays: then nothing is observed free).
+    device: "cpu" runs the numba kernels; a torch device (e.g. "cuda", or "torch-cpu" for torch on the CPU) counts
+    and votes with torch there.
+    """
+    rays = window[-1].rays
+    traversed = traverse(rays, grid) if rays is not None else np.zeros(grid.shape, np.uint8)
+    views = window[-1].views
+    carved = None
+    if config.carve and views and len(window) > 1:
+        carved = see_through_voxels(list(views), config.carve_margin, grid)
+    if device == "cpu":
+        counts = window_counts(window, config.dynamic_classes, grid, carved)
+        semantics, total = vote(counts.counts, config.min_points)
+        current = counts.current
+    else:
+        from easyocc.labels.torch_backend import window_vote
+
+        semantics, total, current = window_vote(window, config.dynamic_classes, config.min_points, device, grid,
+                                                carved)
+    mask_camera, mask_lidar = label_masks(semantics != 17, total, traversed, current)
+    return KeyframeLabels(semantics, mask_lidar, mask_camera)
+
+
+class CameraObserver:
+    """Turns a keyframe's camera images into a :class:`PosedFrame` through a semantic and a depth source."""
+
+    def __init__(
+        self,
+        semantic_source: SemanticSource,
+        depth_source: DepthSource,
+        config: LabelConfig,
+        ego_masks: dict[str, np.ndarray] | None = None,
+        grid: VoxelGrid = OCC3D_GRID,
+        device: str = "cpu",
+    ):
+        """device: "cpu" lifts with the numba kernels; a torch device (e.g. "cuda") lifts with torch there."""
+        self.semantic_source = semantic_source
+        self.depth_source = depth_source
+        self.config = config
+        self.ego_masks = ego_masks or {}
+        self.grid = grid
+        self.device = device
+        self._resized_masks: dict[tuple[str, int, int], np.ndarray] = {}
+
+    def keep_mask(self, camera: str, width: int, height: int) -> np.ndarray | None:
+        if camera not in self.ego_masks:
+            return None
+        key = (camera, width, height)
+        if key not in self._resized_masks:
+            self._resized_masks[key] = resize_mask(self.ego_masks[camera], width, height)
+        return self._resized_masks[key]
+
+    def maps(self, keyframe: Keyframe, camera: str) -> tuple[np.ndarray, np.ndarray]:
+        """Checked (semantics (H, W) uint8, depth (H, W) float32) of one camera image."""
+        frame = keyframe.cameras[camera]
+        semantics = check_semantics(self.semantic_source.semantics(frame), frame, self.semantic_source.name)
+        depth = check_depth(self.depth_source.depth(frame), frame, self.depth_source.name)
+        return semantics, depth
+
+    def observe(self, keyframe: Keyframe, with_rays: bool = True) -> PosedFrame:
+        """Lift every camera of ``keyframe`` into its ego frame (cells), with free-space rays when asked."""
+        cfg = self.config
+        runs, points, rays, views = [], [], [], []
+        for camera, frame in keyframe.cameras.items():
+            semantics, depth = self.maps(keyframe, camera)
+            keep = self.keep_mask(camera, frame.width, frame.height)
+            ref_T_cam = keyframe.ref_T_cam(camera)
+            if cfg.cell_divisions and self.device != "cpu":
+                from easyocc.labels.torch_backend import image_keys
+
+                runs.append(image_keys(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride, cfg.max_range,
+                                       cfg.cell_divisions, self.device, self.grid))
+            elif cfg.cell_divisions:
+                runs.append(cells_from_image(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride,
+                                             cfg.max_range, cfg.cell_divisions, self.grid))
+            else:
+                points.append(lift_image(depth, semantics, frame.K, ref_T_cam, cfg.pixel_stride, cfg.max_range, keep))
+            if with_rays:
+                stride = cfg.ray_stride or auto_ray_stride(frame.K, ref_T_cam[:3, 3], self.grid)
+                rays.append(camera_rays(depth, semantics, frame.K, ref_T_cam, stride, keep, cfg.max_range))
+                if cfg.carve:
+                    views.append(depth_view(depth, semantics, frame.K, ref_T_cam, keep))
+        if cfg.cell_divisions and self.device != "cpu":
+            from easyocc.labels.torch_backend import cells_from_keys
+
+            cells = cells_from_keys(runs, cfg.cell_divisions, self.grid)
+        elif cfg.cell_divisions:
+            cells = merge_runs(runs, cfg.cell_divisions, self.grid)
+        else:
+            cloud = SemanticCloud.concatenate(points)
+            cells = cells_from_points(cloud.points, cloud.classes, 0, self.grid)
+        cells = remove_outliers(cells, cfg.outlier_neighbors, cfg.outlier_std_ratio)
+        return PosedFrame(cells, keyframe.global_T_ego, FreeSpaceRays.concatenate(rays) if with_rays else None,
+                          keyframe.token, tuple(views) if with_rays and cfg.carve else None)
+
+
+class SceneLabeler:
+    """Labels the keyframes of one scene in order, each frame lifted once (a sliding window of cells)."""
+
+    def __init__(self, observer: CameraObserver, config: LabelConfig, grid: VoxelGrid = OCC3D_GRID):
+        self.observer = observer
+        self.config = config
+        self.grid = grid
+
+    def labels(self, scene: Scene, wanted: Callable[[Keyframe], bool] = lambda kf: True) -> Iterator[tuple[Keyframe, KeyframeLabels]]:
+        """Yield (keyframe, labels) for every keyframe of ``scene`` that ``wanted`` accepts, in time order.
+
+        Only the frames a wanted keyframe's window needs are lifted (a resumed scene skips the rest).
+        """
+        window: dict[int, PosedFrame] = {}
+        for keyframe in scene.keyframes:
+            t = keyframe.index
+            if not wanted(keyframe):
+                continue
+            first = max(0, t - self.config.frames)
+            for old in [i for i in window if i < first]:
+                del window[old]
+            for i in range(first, t + 1):
+                if i not in window:
+                    window[i] = self.observer.observe(scene.keyframes[i], with_rays=i == t)
+                elif i == t and window[i].rays is None:
+                    window[i] = self.observer.observe(scene.keyframes[i], with_rays=True)
+            frames = [window[i] for i in range(first, t + 1)]
+            yield keyframe, label_window(frames, self.config, self.grid, self.observer.device)
+            # Rays and depth views serve only while a frame is the current one; drop them to keep the window small.
+            window[t] = window[t].past()
+
+
+def label_scene(
+    labeler: SceneLabeler,
+    scene: Scene,
+    out_root: str | Path,
+    skip_existing: bool = True,
+    on_keyframe: Callable[[Keyframe], None] | None = None,
+) -> int:
+    """Write the labels of ``scene`` under ``out_root``; returns how many keyframes were written.
+
+    Keyframes whose ``labels.npz`` exists are skipped when ``skip_existing`` (resuming).
+    """
+    def wanted(kf: Keyframe) -> bool:
+        return not (skip_existing and label_path(out_root, scene.name, kf.token).is_file())
+
+    written = 0
+    for keyframe, labels in labeler.labels(scene, wanted):
+        labels.write(label_path(out_root, scene.name, keyframe.token))
+        written += 1
+        if on_keyframe is not None:
+            on_keyframe(keyframe)
+    return written
+
+
+__all__ = [
+    "FrameCells",
+    "KeyframeLabels",
+    "LabelConfig",
+    "CameraObserver",
+    "SceneLabeler",
+    "label_path",
+    "label_scene",
+    "label_window",
+]

@@ -1,0 +1,119 @@
+import numpy as np
+import pytest
+
+from easyocc.errors import InputError
+from easyocc.labels import toyworld
+from easyocc.labels.config import LabelConfig
+from easyocc.labels.pipeline import CameraObserver, SceneLabeler, label_path, label_scene
+from easyocc.labels.sources.base import DepthSource, SemanticSource
+from easyocc.labels.torch_backend import TORCH_CPU
+from easyocc.occ3d import CLASS_IDS, FREE, read_labels
+
+CAR = CLASS_IDS["car"]
+
+
+@pytest.fixture(scope="module")
+def street():
+    return toyworld.street(seed=1)
+
+
+def labeler(world, config, device="cpu", semantics=None, depth=None):
+    observer = CameraObserver(semantics or toyworld.ToySemantics(world), depth or toyworld.ToyDepth(world), config,
+                              device=device)
+    return SceneLabeler(observer, config)
+
+
+def test_moving_car_leaves_no_trail(street):
+    scene = toyworld.make_scene(num_keyframes=5, width=160, height=90, speed=1.0)
+    cfg = LabelConfig(frames=4, min_points=1)
+    (_, labels), = [x for x in labeler(street, cfg).labels(scene) if x[0].index == 4]
+    trail_cfg = LabelConfig(frames=4, min_points=1, dynamic_classes=())
+    (_, trail), = [x for x in labeler(street, trail_cfg).labels(scene) if x[0].index == 4]
+    # The moving car is at x in [8 + 2*4, 12.5 + 2*4] world = [12, 16.5] in the ego frame (ego at x = 4).
+    car_x = np.nonzero(labels.semantics == CAR)
+    moving = (car_x[1] > 100) & (car_x[1] < 108)  # y in [0, 3.2] m: the moving car's lane
+    x_m = car_x[0][moving] * 0.4 - 40
+    assert moving.sum() > 10 and x_m.min() >= 11.5 and x_m.max() <= 17
+    trail_x = np.nonzero(trail.semantics == CAR)
+    in_lane = (trail_x[1] > 100) & (trail_x[1] < 108)
+    assert (trail_x[0][in_lane] * 0.4 - 40).min() < 9  # the past positions smear behind it
+
+
+def test_scene_labels_resume_and_window(street, tmp_path):
+    scene = toyworld.make_scene(num_keyframes=4, width=96, height=54)
+    cfg = LabelConfig(frames=2, min_points=1)
+    observed = []
+
+    class CountingDepth(toyworld.ToyDepth):
+        def depth(self, camera):
+            observed.append(camera.sample_data_token)
+            return super().depth(camera)
+
+    lab = labeler(street, cfg, depth=CountingDepth(street))
+    assert label_scene(lab, scene, tmp_path) == 4
+    assert len(observed) == 4 * 6  # each frame lifted once although windows overlap
+    labels = read_labels(label_path(tmp_path, scene.name, scene.keyframes[2].token))
+    assert (labels.semantics != FREE).sum() > 100 and labels.mask_camera.sum() > labels.mask_lidar.sum() / 2
+    # Remove one keyframe: a rerun writes it alone, lifting only its window (keyframes 1..3).
+    label_path(tmp_path, scene.name, scene.keyframes[3].token).unlink()
+    mtime = label_path(tmp_path, scene.name, scene.keyframes[0].token).stat().st_mtime_ns
+    observed.clear()
+    assert label_scene(lab, scene, tmp_path) == 1
+    assert len(observed) == 3 * 6
+    assert label_path(tmp_path, scene.name, scene.keyframes[0].token).stat().st_mtime_ns == mtime
+    again = read_labels(label_path(tmp_path, scene.name, scene.keyframes[3].token))
+    assert again.semantics.any()
+
+
+def test_one_keyframe_scene_uses_that_frame(street, tmp_path):
+    scene = toyworld.make_scene(name="single", num_keyframes=1, width=96, height=54)
+    assert label_scene(labeler(street, LabelConfig()), scene, tmp_path) == 1
+
+
+def test_torch_path_equals_numba_path(street):
+    scene = toyworld.make_scene(num_keyframes=3, width=160, height=90, yaw_rate=0.1, camera_time_offsets=True)
+    cfg = LabelConfig(frames=2, min_points=2)
+    numba_labels = [l for _, l in labeler(street, cfg).labels(scene)]
+    torch_labels = [l for _, l in labeler(street, cfg, device=TORCH_CPU).labels(scene)]
+    for a, b in zip(numba_labels, torch_labels):
+        for key in ("semantics", "mask_camera", "mask_lidar"):
+            np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+
+
+class BrokenDepth(DepthSource):
+    name = "broken"
+
+    def __init__(self, world, how):
+        self.exact = toyworld.ToyDepth(world)
+        self.how = how
+
+    def depth(self, camera):
+        d = self.exact.depth(camera)
+        if self.how == "size":
+            return d[:-1]
+        if self.how == "nan":
+            d[3, 3] = np.nan
+        if self.how == "negative":
+            d[3, 3] = -1.0
+        return d
+
+
+class MissingSemantics(SemanticSource):
+    name = "missing"
+
+    def semantics(self, camera):
+        raise InputError(camera.image_path.with_suffix(".png"), "semantic map not found")
+
+
+@pytest.mark.parametrize("how, message", [("size", "shape"), ("nan", "NaN"), ("negative", "negative")])
+def test_bad_depth_is_an_error_naming_the_image(street, tmp_path, how, message):
+    scene = toyworld.make_scene(num_keyframes=1, width=64, height=36)
+    with pytest.raises(InputError, match=message):
+        label_scene(labeler(street, LabelConfig(), depth=BrokenDepth(street, how)), scene, tmp_path)
+    assert not any(tmp_path.rglob("*.npz"))
+
+
+def test_missing_map_is_an_error(street, tmp_path):
+    scene = toyworld.make_scene(num_keyframes=1, width=64, height=36)
+    with pytest.raises(InputError, match="semantic map not found"):
+        label_scene(labeler(street, LabelConfig(), semantics=MissingSemantics()), scene, tmp_path)
