@@ -54,3 +54,20 @@ def test_bad_overrides():
         load_config(TrainConfig, None, ["optim.lr"])
     with pytest.raises(ConfigError, match="expected true or false"):
         config_from_dict(TrainConfig, {"model": {"freeze_backbone_bn": "yes"}})
+
+
+@pytest.mark.parametrize("name", ["demo", "paper"])
+def test_committed_configs_load_and_fit_the_model(name):
+    from pathlib import Path
+
+    from easyocc.models.easyocc import EasyOccModel
+
+    config = load_config(TrainConfig, Path(__file__).resolve().parents[1] / "configs" / f"{name}.yaml")
+    height, width = config.data.input_size
+    assert height % config.model.feature_stride == 0 and width % config.model.feature_stride == 0
+    model = EasyOccModel(config.model)
+    assert model.lifter.grid.shape == tuple(s // config.model.lift_downsample for s in (200, 200, 16))
+    if name == "paper":
+        assert config.model.backbone == "resnet101" and config.data.image_size == (336, 672)
+        assert model.lifter.grid.shape == (200, 200, 16) and config.optim.epochs == 12
+        assert (config.optim.encoder_lr, config.optim.lr) == (1e-4, 1e-3)

@@ -207,3 +207,18 @@ def test_epoch_sampler_is_deterministic_split_and_resumable():
     assert again.indices() != shares[0]
     again.set_epoch(2, start=3)
     assert list(again) == shares[0][3:] and len(again) == 1
+
+
+def test_simscenes_train_predict_eval(tiny_simscenes, tmp_path, capsys):
+    """The whole path on a generated SimScenes (splits.json, v1.0-mini found by itself), its GT as labels."""
+    run, preds = tmp_path / "run", tmp_path / "preds"
+    config = tiny_config("optim.epochs=1", "data.image_size=[90,160]", "data.crop=[1,0,88,160]")
+    train(config, tiny_simscenes, tiny_simscenes / "gts", run, show_progress=False)
+    assert json.loads((run / "train_log.jsonl").read_text())["iteration"] == 4  # scene-0001: four keyframes
+    code = cli.main(["predict", "--checkpoint", str(run / "model.pt"), "--data", str(tiny_simscenes), "--out",
+                     str(preds), "--device", "cpu", "--workers", "0", "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    code = cli.main(["eval", "--pred", str(preds), "--gt", str(tiny_simscenes / "gts"), "--allow-missing",
+                     "--workers", "1", "--json", str(tmp_path / "eval.json")])
+    assert code == 0, capsys.readouterr().err
+    assert json.loads((tmp_path / "eval.json").read_text())["num_samples"] == 4  # scene-0002 (val)
