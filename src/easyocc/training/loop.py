@@ -216,7 +216,8 @@ class _Run:
         self.scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
         self.position = {"epoch": 0, "batch": 0, "iteration": 0, "sums": dict.fromkeys(LOSS_KEYS, 0.0), "count": 0}
         if resume:
-            self._restore(load_checkpoint(run_dir / LAST_CHECKPOINT, map_location=device))
+            # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device.
+            self._restore(load_checkpoint(run_dir / LAST_CHECKPOINT, map_location="cpu"))
         self.net = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None) \
             if context.distributed else self.model
         self.writer = None
