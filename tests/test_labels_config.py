@@ -41,3 +41,4 @@ def test_bad_settings_are_one_line_errors(tmp_path):
     with pytest.raises(EasyOccError, match="--shard"):
         parse_shard("3/3")
     assert parse_shard("1/4") == (1, 4)
+
