@@ -25,7 +25,7 @@ import numpy as np
 
 from easyocc.data.nuscenes_index import Keyframe, Scene
 from easyocc.labels.aggregate import PosedFrame, remove_outliers, window_counts
-from easyocc.labels.cells import FrameCells, cells_from_image, cells_from_points, merge_runs
+from easyocc.labels.cells import cells_from_image, cells_from_points, merge_runs
 from easyocc.labels.config import LabelConfig
 from easyocc.labels.lift import SemanticCloud, lift_image, resize_mask
 from easyocc.labels.sources.base import DepthSource, SemanticSource, check_depth, check_semantics
@@ -218,7 +218,6 @@ def label_scene(
 
 
 __all__ = [
-    "FrameCells",
     "KeyframeLabels",
     "LabelConfig",
     "CameraObserver",
