@@ -178,21 +178,24 @@ def _point_keys(points, classes, lower, cell):
     return keys
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, parallel=True)
 def _compact_runs(run_keys, run_counts, run_sums, n_runs):
-    total = 0
-    for row in range(n_runs.shape[0]):
-        total += n_runs[row]
+    n_rows = n_runs.shape[0]
+    starts = np.empty(n_rows + 1, np.int64)
+    starts[0] = 0
+    for row in range(n_rows):
+        starts[row + 1] = starts[row] + n_runs[row]
+    total = starts[n_rows]
     keys = np.empty(total, np.int64)
     counts = np.empty(total, np.uint32)
     sums = np.empty((total, 3), np.float64)
-    i = 0
-    for row in range(n_runs.shape[0]):
+    for row in numba.prange(n_rows):
+        i = starts[row]
         for j in range(n_runs[row]):
-            keys[i] = run_keys[row, j]
-            counts[i] = run_counts[row, j]
-            sums[i] = run_sums[row, j]
-            i += 1
+            keys[i + j] = run_keys[row, j]
+            counts[i + j] = run_counts[row, j]
+            for a in range(3):
+                sums[i + j, a] = run_sums[row, j, a]
     return keys, counts, sums
 
 
