@@ -30,7 +30,7 @@ from easyocc import __version__
 from easyocc.data.nuscenes_index import CAMERA_NAMES, LIDAR_NAME, SPLITS_FILE
 from easyocc.data.synthetic import layout
 from easyocc.data.synthetic.cast import CastScene, build_scene, count_unoccluded
-from easyocc.data.synthetic.render import CameraRender, LidarScan, render_camera, scan_lidar
+from easyocc.data.synthetic.render import CameraRender, LidarScan, camera_rays, render_camera, scan_lidar
 from easyocc.data.synthetic.sensors import SENSORS, LidarPattern
 from easyocc.data.synthetic.tables import (
     ATTRIBUTE_TOKENS,
@@ -47,7 +47,7 @@ from easyocc.data.synthetic.voxelize import camera_mask, lidar_mask, voxelize
 from easyocc.data.synthetic.world import World, WorldStyle, build_world
 from easyocc.errors import InputError
 from easyocc.fileio import atomic_write, save_json
-from easyocc.geometry import invert_transform, pixel_rays, yaw_rotation
+from easyocc.geometry import invert_transform, yaw_rotation
 from easyocc.occ3d import CLASS_IDS, write_labels
 
 #: Written last-but-not-least: marks a directory as a SimScenes dataset that ``generate_dataset`` may overwrite.
@@ -365,9 +365,8 @@ class _SceneWriter:
         for channel, (_, _, local_T_cam) in renders.items():
             ref_T_cam = ref_T_local @ local_T_cam
             K = SENSORS[channel].intrinsics(self.width, self.height)
-            rays = pixel_rays(K, self.width, self.height, stride).reshape(-1, 3) @ ref_T_cam[:3, :3].T
             origins.append(ref_T_cam[:3, 3])
-            directions.append(rays / np.linalg.norm(rays, axis=1, keepdims=True))
+            directions.append(camera_rays(K, self.width, self.height, stride, unit=True) @ ref_T_cam[:3, :3].T)
         return camera_mask(semantics, origins, directions)
 
     # --------------------------------------------------------------------------------------- annotations

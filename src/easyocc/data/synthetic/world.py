@@ -427,10 +427,13 @@ class _Generator:
         self._parked_vehicles()
         self._road_works()
         self._street_furniture()
+        fill = {"park": self._parcel_park, "parking": self._parcel_parking, "plaza": self._parcel_plaza,
+                "construction": self._parcel_construction}
         for block in self.blocks:
             self._verges(block)
             for parcel in block["parcels"]:
-                getattr(self, f"_parcel_{parcel['kind']}")(parcel)
+                if parcel["kind"] in fill:  # Buildings went first, so that nothing else takes their place.
+                    fill[parcel["kind"]](parcel)
         self._moving_vehicles()
         self._cyclists()
         self._pedestrians()
@@ -622,9 +625,6 @@ class _Generator:
                 x, y = at(self._along(lo, hi, 3.0))
                 if self._in_populated(x, y):
                     self._parked("bin", x, y, 0.0 if axis == 0 else np.pi / 2)
-
-    def _parcel_building(self, parcel: dict) -> None:
-        pass  # Buildings go first (see _populate) so that nothing else takes their place.
 
     def _random_point(self, rect: np.ndarray, margin: float) -> tuple[float, float]:
         return (float(self.rng.uniform(rect[0] + margin, rect[2] - margin)),
