@@ -341,12 +341,10 @@ class _Generator:
                     inside = (px0 < (a + b) / 2 < px1) if axis == 0 else (py0 < (a + b) / 2 < py1)
                     if hi - lo < 8.0 or not inside or self.rng.random() > 0.3:
                         continue
-                    if axis == 0:
-                        plan.paint(lo, c - 0.5, hi, c + 0.5, C["other_flat"], self.style.kerb_height, MAT_PLAIN,
-                                   MEDIAN_COLOR)
-                    else:
-                        plan.paint(c - 0.5, lo, c + 0.5, hi, C["other_flat"], self.style.kerb_height, MAT_PLAIN,
-                                   MEDIAN_COLOR)
+                    rect = (lo, c - 0.5, hi, c + 0.5) if axis == 0 else (c - 0.5, lo, c + 0.5, hi)
+                    plan.paint(*rect, C["other_flat"], self.style.kerb_height, MAT_PLAIN, MEDIAN_COLOR)
+                    # Vehicles keep off the raised median (wide ones in the inner lane would touch it).
+                    self.index.add(box_from_bounds(*rect), -0.2, self.style.kerb_height)
 
     # ------------------------------------------------------------------------------------------ placement
     def _in_populated(self, x: float, y: float) -> bool:
