@@ -11,14 +11,14 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
-from easyocc.errors import InputError
+from easyocc.errors import EasyOccError, InputError
 from easyocc.evaluation.metrics import ConfusionMatrix, VoxelScores
 from easyocc.evaluation.protocols import MASK_DESCRIPTIONS, MASK_KEYS, ray_protocols, voxel_protocols
 from easyocc.evaluation.rayiou import MAX_ORIGINS, RAYS_PER_ORIGIN, RayIoU, RayScores
@@ -27,6 +27,7 @@ from easyocc.occ3d import CLASS_NAMES, NUM_SEMANTIC_CLASSES, read_labels, read_p
 GT_PATTERN = "<scene>/<sample_token>/labels.npz"
 #: Samples per task sent to a worker: large enough to amortise the hand-off, small enough for a smooth progress bar.
 _CHUNK = 32
+_IN_FLIGHT_PER_WORKER = 3
 
 
 @dataclass(frozen=True)
@@ -191,13 +192,26 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool, on_result) -> None
             return
         # spawn, not fork: numba's thread pool and torch are not fork-safe once started in the parent.
         with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker_process) as pool:
-            futures = {pool.submit(_run_job, job): len(job.samples) for job in jobs}
+            queue, pending = iter(jobs), {}
+
+            def submit_next() -> None:
+                job = next(queue, None)
+                if job is not None:
+                    pending[pool.submit(_run_job, job)] = len(job.samples)
+
+            # A bounded number of jobs in flight keeps memory flat (the torch path sends whole grids back).
+            for _ in range(_IN_FLIGHT_PER_WORKER * workers):
+                submit_next()
             try:
-                for future in as_completed(futures):
-                    on_result(future.result())
-                    bar.update(futures[future])
+                while pending:
+                    done, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        size = pending.pop(future)
+                        on_result(future.result())
+                        bar.update(size)
+                        submit_next()
             except BaseException:
-                for future in futures:
+                for future in pending:
                     future.cancel()
                 raise
 
@@ -329,11 +343,22 @@ def _ray_origins(pairing: Pairing, data_root: str, version: str) -> dict[str, np
 
 
 def _resolve_ray_device(ray_device: str) -> str:
-    if ray_device != "auto":
+    """"numba", or a torch device string; "auto" = cuda when torch sees a GPU."""
+    if ray_device == "numba":
         return ray_device
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "numba"
+    if ray_device == "auto":
+        return "cuda" if torch.cuda.is_available() else "numba"
+    try:
+        device = torch.device(ray_device)
+    except RuntimeError:
+        raise EasyOccError(f"unknown ray device '{ray_device}' (numba, cpu, cuda, cuda:N or auto)") from None
+    if device.type not in ("cpu", "cuda"):
+        raise EasyOccError(f"ray device '{ray_device}' is not supported (numba, cpu, cuda, cuda:N or auto)")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EasyOccError(f"ray device '{ray_device}' requested but torch sees no CUDA device")
+    return ray_device
 
 
 def evaluate_dirs(
@@ -345,9 +370,9 @@ def evaluate_dirs(
     ``evaluate_dirs("preds", "gts", mask="none", workers=2)``. Bad input raises :class:`InputError`.
     """
     config = dataclasses.replace(config or EvalConfig(), **overrides)
+    ray_device = _resolve_ray_device(config.ray_device) if config.rayiou else None
     pairing = pair_samples(pred_dir, gt_dir, config.allow_missing)
     origins = _ray_origins(pairing, config.data_root, config.version) if config.rayiou else {}
-    ray_device = _resolve_ray_device(config.ray_device) if config.rayiou else None
     ray_mode = None if ray_device is None else "numba" if ray_device == "numba" else "collect"
     samples = [(gt, pred, origins.get(token)) for token, gt, pred in pairing.pairs]
     workers = max(1, min(config.workers or default_workers(), len(samples)))
