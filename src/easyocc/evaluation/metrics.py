@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from easyocc.occ3d import CLASS_NAMES, FREE, NUM_CLASSES, NUM_SEMANTIC_CLASSES, OCCNERF_15_CLASSES
+from easyocc.occ3d import FREE, NUM_CLASSES, NUM_SEMANTIC_CLASSES, OCCNERF_15_CLASSES
 
 
 class CountMetric:
@@ -178,7 +178,3 @@ class ConfusionMatrix(CountMetric):
             miou_15=nanmean_percent(iou[list(OCCNERF_15_CLASSES)]),
             iou=geometric_iou(self.hist),
         )
-
-    def per_class_dict(self) -> dict[str, float]:
-        """Class name -> IoU in percent (nan where undefined), all 18 classes."""
-        return dict(zip(CLASS_NAMES, self.compute().per_class.tolist()))

@@ -21,7 +21,7 @@ import numpy as np
 from easyocc.errors import EasyOccError, InputError
 from easyocc.evaluation.metrics import ConfusionMatrix, VoxelScores
 from easyocc.evaluation.protocols import MASK_DESCRIPTIONS, MASK_KEYS, ray_protocols, voxel_protocols
-from easyocc.evaluation.rayiou import MAX_ORIGINS, RAYS_PER_ORIGIN, RayIoU, RayScores
+from easyocc.evaluation.rayiou import MAX_ORIGINS, RAYS_PER_ORIGIN, RayIoU, RayScores, cast_rays_torch, lidar_origins
 from easyocc.occ3d import CLASS_NAMES, NUM_SEMANTIC_CLASSES, read_labels, read_prediction
 
 GT_PATTERN = "<scene>/<sample_token>/labels.npz"
@@ -330,9 +330,8 @@ def format_report(report: EvalReport) -> str:
 
 def _ray_origins(pairing: Pairing, data_root: str, version: str) -> dict[str, np.ndarray]:
     from easyocc.data.nuscenes_index import DatasetIndex
-    from easyocc.evaluation.rayiou import lidar_origins
 
-    # Only the scenes of the GT tree: building the index is then quick even on the full trainval tables.
+    # Index only the scenes of the GT tree (the devkit still loads every table of the version).
     index = DatasetIndex(data_root, version, cameras=(), scene_names=sorted(set(pairing.scenes.values())))
     origins = {}
     for token, gt_path, _ in pairing.pairs:
@@ -388,8 +387,6 @@ def evaluate_dirs(
         if part.rays is not None:
             rays.merge(part.rays)
         if part.grids:
-            from easyocc.evaluation.rayiou import cast_rays_torch
-
             preds, gts, orig = zip(*part.grids)
             for hits in cast_rays_torch(np.stack(preds), np.stack(gts), list(orig), device=ray_device):
                 rays.update(hits)
