@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-REALDATA = Path(__file__).resolve().parents[1].parent / "shared" / "realdata"
+# ../shared/realdata beside the repository; EASYOCC_REALDATA points elsewhere (e.g. from a git worktree).
+REALDATA = Path(os.environ.get("EASYOCC_REALDATA") or Path(__file__).resolve().parents[1].parent / "shared" / "realdata")
 REAL_KEYFRAME = REALDATA / "nuscenes-scene0061-kf0"
 REAL_OCC3D_LABELS = REALDATA / "occ3d-sample" / "labels.npz"
 REAL_EGO_MASKS = REALDATA / "ego-masks"

@@ -17,6 +17,7 @@ from easyocc.errors import EasyOccError
 COMMANDS: dict[str, tuple[str, str]] = {
     "synth": ("easyocc.data.synthetic.command",
               "generate SimScenes: a procedural nuScenes-format dataset with exact Occ3D ground truth"),
+    "eval": ("easyocc.evaluation.command", "score predictions against Occ3D ground truth (mIoU, IoU, RayIoU)"),
 }
 
 

@@ -16,3 +16,8 @@ class InputError(EasyOccError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+    def __reduce__(self):
+        # Exceptions pickle through ``args`` (the message alone) by default; a worker process must be able to
+        # send this error back to its parent.
+        return type(self), (self.path, self.problem)

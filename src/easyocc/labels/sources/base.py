@@ -10,6 +10,7 @@ errors, never silently dropped.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from os import PathLike
 
 import numpy as np
 
@@ -46,10 +47,13 @@ class DepthSource(ABC):
         return self.name
 
 
-def check_semantics(semantics: np.ndarray, camera: CameraFrame, source: str) -> np.ndarray:
-    """Validate a semantic map for ``camera``; errors name the image and the source."""
+def check_semantics(
+    semantics: np.ndarray, camera: CameraFrame, source: str, path: str | PathLike | None = None
+) -> np.ndarray:
+    """Validate a semantic map for ``camera``; errors name ``path`` (the map's file; default the image) and the
+    source."""
     semantics = np.asarray(semantics)
-    where = camera.image_path
+    where = camera.image_path if path is None else path
     if semantics.shape != (camera.height, camera.width):
         raise InputError(where, f"{source} semantics have shape {semantics.shape}, "
                                 f"expected {(camera.height, camera.width)}")
@@ -64,10 +68,14 @@ def check_semantics(semantics: np.ndarray, camera: CameraFrame, source: str) -> 
     return semantics
 
 
-def check_depth(depth: np.ndarray, camera: CameraFrame, source: str) -> np.ndarray:
-    """Validate a depth map for ``camera`` (finite where set, >= 0); errors name the image and the source."""
-    depth = np.asarray(depth, dtype=np.float32)
-    where = camera.image_path
+def check_depth(depth: np.ndarray, camera: CameraFrame, source: str, path: str | PathLike | None = None) -> np.ndarray:
+    """Validate a depth map for ``camera`` (finite where set, >= 0); errors name ``path`` (the map's file; default
+    the image) and the source."""
+    depth = np.asarray(depth)
+    where = camera.image_path if path is None else path
+    if depth.dtype.kind not in "fiu":
+        raise InputError(where, f"{source} depth has dtype {depth.dtype}, expected a float array")
+    depth = depth.astype(np.float32, copy=False)
     if depth.shape != (camera.height, camera.width):
         raise InputError(where, f"{source} depth has shape {depth.shape}, expected {(camera.height, camera.width)}")
     if np.isnan(depth).any():
