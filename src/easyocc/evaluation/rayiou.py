@@ -277,6 +277,7 @@ def _lockstep_walk(pred_flat, gt_flat, base, v, t_next, t_delta, step, shape):
     n, device = len(v), v.device
     _, ny, nz = shape
     upper = torch.tensor(shape, device=device)
+    axes = torch.arange(3, device=device)
     outputs = [base.clone(), torch.full((n,), -1.0, dtype=torch.float64, device=device)]
     outputs += [outputs[0].clone(), outputs[1].clone()]
     # State of the rays still walking; ``alive`` freezes a finished ray until the next compaction.
@@ -292,7 +293,7 @@ def _lockstep_walk(pred_flat, gt_flat, base, v, t_next, t_delta, step, shape):
         flat = base + (v[:, 0] * ny + v[:, 1]) * nz + v[:, 2]
         tx, ty, tz = t_next.unbind(dim=1)
         axis = torch.where(tx < ty, torch.where(tx < tz, 0, 2), torch.where(ty < tz, 1, 2))
-        chosen = torch.nn.functional.one_hot(axis, 3).bool()
+        chosen = axis[:, None] == axes
         exit_t = t_next.gather(1, axis[:, None]).squeeze(1)
         v = torch.where(chosen, v + step, v)
         t_next = torch.where(chosen, t_next + t_delta, t_next)
