@@ -49,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--data", type=Path, default=None, help="nuScenes-format dataroot (SimScenes)")
     sweep.add_argument("--version", default="v1.0-trainval", help="nuScenes table version (default v1.0-trainval)")
     sweep.add_argument("--split", default="all", help="train, val or all (default all)")
-    sweep.add_argument("--scenes", default=None, help="comma-separated scene names (default: the whole split)")
+    sweep.add_argument("--scenes", default=None, help="comma-separated scene names (then --split is not used)")
     sweep.add_argument("--sweep-frames", default="0,1,3,5,9,13", help="numbers of past frames (default 0,1,3,5,9,13)")
     sweep.add_argument("--sweep-min-points", default="1,2,3,5", help="occupancy thresholds (default 1,2,3,5)")
     sweep.add_argument("--noise-presets", default="none,realistic",
