@@ -7,7 +7,8 @@ voxelization + free space + masks for each keyframe.
 - fast: the pipeline (``SceneLabeler``): each frame lifted once into fine cells, a sliding window over the scene.
   Steady-state seconds per keyframe (median over the measured keyframes, each with 13 previous frames).
 - reference: a straightforward per-frame implementation: for the keyframe, re-lift all 14 frames pixel by pixel
-  (``lift_image``), ``np.unique`` voxelization, and traversal of every pixel's ray.
+  (``lift_image``), drop past points in see-through voxels, ``np.unique`` voxelization, and traversal of every
+  pixel's ray.
 
 Each implementation runs in its own process (peak RSS measured there, maps included; the maps' size is reported).
 The labels of both for the same keyframe are compared voxel by voxel. Prints JSON.
@@ -133,11 +134,21 @@ def reference_labels(scene, maps, t: int, cfg):
     """The straightforward implementation for keyframe ``t``: see the module docstring."""
     from easyocc.geometry import relative_transform, transform_points
     from easyocc.labels.lift import lift_image
-    from easyocc.labels.visibility import FreeSpaceRays, camera_rays, label_masks, traverse
+    from easyocc.labels.visibility import (
+        FreeSpaceRays,
+        camera_rays,
+        depth_view,
+        label_masks,
+        see_through_voxels,
+        traverse,
+    )
     from easyocc.labels.voxelize import count_points, vote
     from easyocc.occ3d import OCC3D_GRID
 
     current = scene.keyframes[t]
+    views = [depth_view(maps.depth.depth(cam), maps.semantics.semantics(cam), cam.K, current.ref_T_cam(name))
+             for name, cam in current.cameras.items()]
+    carved = see_through_voxels(views, cfg.carve_margin).astype(bool) if cfg.carve else None
     counts = np.zeros((*OCC3D_GRID.shape, 17), np.uint32)
     current_voxels = None
     for f in range(max(0, t - cfg.frames), t + 1):
@@ -149,8 +160,11 @@ def reference_labels(scene, maps, t: int, cfg):
             points = transform_points(relative_transform(current.global_T_ego, kf.global_T_ego), cloud.points)
             classes = cloud.classes
             if f != t:
-                static = ~np.isin(classes, cfg.dynamic_classes)
-                points, classes = points[static], classes[static]
+                keep = ~np.isin(classes, cfg.dynamic_classes)
+                if carved is not None:
+                    ijk, inside = OCC3D_GRID.indices(points)
+                    keep &= ~(inside & carved[tuple(np.where(inside[:, None], ijk, 0).T)])
+                points, classes = points[keep], classes[keep]
             frame_counts = count_points(points, classes)
             counts += frame_counts
             if f == t:

@@ -245,6 +245,9 @@ def test_option_errors(dataset, capsys):
     line = one_error_line(main(["eval", "--pred", str(pred), "--gt", str(gt), "--workers", "0"]),
                           capsys.readouterr().err)
     assert "--workers" in line
+    line = one_error_line(*run_eval(capsys, "--pred", pred, "--gt", gt, "--rayiou", "--data", pred,
+                                    "--ray-device", "gpu")[::2])
+    assert "unknown ray device 'gpu'" in line
 
 
 @pytest.fixture(scope="module")

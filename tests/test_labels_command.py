@@ -110,9 +110,9 @@ def test_label_quality_sweep_writes_table_and_plot(dataroot, tmp_path, capsys):
     out = tmp_path / "sweep"
     code = cli.main(["label-quality", "--sweep", "--data", str(dataroot), "--version", VERSION, "--gt",
                      str(dataroot / "gts"), "--scenes", "toy-0,toy-1", "--sweep-frames", "0,2",
-                     "--sweep-min-points", "1,3", "--noise-presets", "none,realistic", "--out", str(out)])
+                     "--sweep-min-points", "1,3", "--noise-presets", "none,realistic", "--sweep-carve", "on,off", "--out", str(out)])
     assert code == 0
     rows = json.loads((out / "label_sweep.json").read_text())["rows"]
-    assert len(rows) == 2 * 2 * 2 and all(r["keyframes"] == 6 for r in rows)
+    assert len(rows) == 2 * 2 * 2 * 2 and all(r["keyframes"] == 6 for r in rows)
     assert (out / "label_sweep.png").stat().st_size > 10_000 and (out / "label_sweep.csv").is_file()
-    assert "| noise | past frames |" in (out / "label_sweep.md").read_text()
+    assert "| noise | carving | past frames |" in (out / "label_sweep.md").read_text()

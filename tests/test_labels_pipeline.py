@@ -117,3 +117,17 @@ def test_missing_map_is_an_error(street, tmp_path):
     scene = toyworld.make_scene(num_keyframes=1, width=64, height=36)
     with pytest.raises(InputError, match="semantic map not found"):
         label_scene(labeler(street, LabelConfig(), semantics=MissingSemantics()), scene, tmp_path)
+
+
+def test_ego_masks_drop_the_cars_body(street):
+    scene = toyworld.make_scene(num_keyframes=1, width=96, height=54)
+    cfg = LabelConfig(frames=0)
+    body = np.ones((900, 1600), bool)
+    body[700:] = False  # a full-resolution mask: resized to the images
+    plain = CameraObserver(toyworld.ToySemantics(street), toyworld.ToyDepth(street), cfg).observe(scene.keyframes[0])
+    masked = CameraObserver(toyworld.ToySemantics(street), toyworld.ToyDepth(street), cfg,
+                            ego_masks={"CAM_BACK": body}).observe(scene.keyframes[0])
+    depth = toyworld.ToyDepth(street).depth(scene.keyframes[0].cameras["CAM_BACK"])
+    dropped_pixels = ((depth > 0)[42:]).sum()  # rows 42..53 of 54 are the body's 700..899 of 900
+    assert plain.cells.num_points - masked.cells.num_points == dropped_pixels > 0
+    assert len(plain.rays) - len(masked.rays) == 12 * 96

@@ -17,7 +17,7 @@ from easyocc.data.synthetic.agents import KINDS
 from easyocc.data.synthetic.generate import SynthConfig, generate_dataset, split_scenes
 from easyocc.errors import InputError
 from easyocc.geometry import invert_transform, lift_depth, project_points, transform_points
-from easyocc.occ3d import CLASS_IDS, DYNAMIC_CLASSES, FREE, NUM_CLASSES, OCC3D_GRID, read_labels
+from easyocc.occ3d import DYNAMIC_CLASSES, FREE, OCC3D_GRID, read_labels
 
 VOXEL_DIAGONAL = OCC3D_GRID.voxel_size * np.sqrt(3)
 CATEGORY_CLASS = {category: cls for category, cls in KINDS.values()}
@@ -121,23 +121,25 @@ def test_split_rule():
 
 
 # -------------------------------------------------------------------------------------------- ground truth
-def test_ground_truth_scored_against_itself_is_perfect(tiny_simscenes, index):
-    """The official protocol (mask_camera, one 18x18 confusion matrix over the dataset), computed directly:
-    the evaluator (branch `evaluator`) is not on main yet."""
-    confusion = np.zeros((NUM_CLASSES, NUM_CLASSES), dtype=np.int64)
+def test_ground_truth_scored_against_itself_is_perfect(tiny_simscenes, index, tmp_path):
+    """The GT as predictions, scored by the evaluator (official mIoU with mask_camera, and RayIoU with the ray
+    origins from the SimScenes tables): every score is 100."""
+    from easyocc.evaluation.runner import evaluate_dirs
+    from easyocc.occ3d import write_prediction
+
     for kf in _keyframes(index):
         labels = _labels(tiny_simscenes, kf)
-        keep = labels.mask_camera.astype(bool)
-        gt = labels.semantics[keep].astype(np.int64)
-        confusion += np.bincount(gt * NUM_CLASSES + gt, minlength=NUM_CLASSES ** 2).reshape(NUM_CLASSES, NUM_CLASSES)
+        write_prediction(tmp_path / f"{kf.token}.npz", labels.semantics)
         assert labels.mask_lidar.any() and labels.mask_camera.any()
         assert (labels.semantics[:, :, :2] == FREE).all()  # below the ground
         assert (labels.mask_camera[:, :, :2] == 0).all() and (labels.mask_lidar[:, :, :2] == 0).all()
-    tp = np.diag(confusion)
-    iou = tp / np.maximum(confusion.sum(0) + confusion.sum(1) - tp, 1)
-    present = confusion.sum(1)[:17] > 0
+    report = evaluate_dirs(tmp_path, tiny_simscenes / "gts", mask="camera", workers=1, progress=False,
+                           rayiou=True, data_root=str(tiny_simscenes), version="v1.0-mini", ray_device="numba")
+    assert report.num_samples == len(index)
+    present = ~np.isnan(report.scores.per_class[:17])
     assert present.sum() >= 12
-    assert (iou[:17][present] == 1.0).all()
+    assert report.scores.miou == 100.0 and (report.scores.per_class[:17][present] == 100.0).all()
+    assert report.ray_scores.rayiou == 100.0
 
 
 def test_occupied_gt_voxels_are_what_the_cameras_see(tiny_simscenes, index):
@@ -300,3 +302,13 @@ def test_cli_synth(tmp_path, capsys):
     assert cli.main(["synth", "--out", str(tmp_path / "junk"), "--quiet"]) == 2
     assert "not a SimScenes dataset" in capsys.readouterr().err
     assert cli.main(["synth", "--out", str(tmp_path / "x"), "--keyframes", "0", "--quiet"]) == 2
+
+
+def test_the_oracle_source_reads_simscenes(tiny_simscenes, index):
+    from easyocc.labels.sources.oracle import OracleDepth, OracleSemantics
+
+    cam = index.scenes[1].keyframes[2].cameras["CAM_BACK"]
+    depth = OracleDepth(tiny_simscenes).depth(cam)
+    semantics = OracleSemantics(tiny_simscenes).semantics(cam)
+    assert depth.shape == semantics.shape == (cam.height, cam.width)
+    assert ((depth == 0) == (semantics == FREE)).all() and (depth > 0).any()

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from easyocc.occ3d import CLASS_NAMES, FREE, NUM_CLASSES, NUM_SEMANTIC_CLASSES, OCCNERF_15_CLASSES
+from easyocc.occ3d import FREE, NUM_CLASSES, NUM_SEMANTIC_CLASSES, OCCNERF_15_CLASSES
 
 
 class CountMetric:
@@ -50,22 +50,41 @@ class CountMetric:
         return self
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _count_voxel(gt, pred, i, num_classes, hist):
+    """Count voxel i when 0 <= gt < C; returns 1 when its prediction is outside 0..C-1 (then not counted)."""
+    g = gt[i]
+    if g < 0 or g >= num_classes:
+        return 0
+    p = pred[i]
+    if p < 0 or p >= num_classes:
+        return 1
+    hist[g * num_classes + p] += 1
+    return 0
+
+
 @numba.njit(cache=True, nogil=True)
 def _accumulate_confusion(gt, pred, mask, use_mask, num_classes, hist):
-    """hist[gt * C + pred] += 1 over voxels with 0 <= gt < C (and mask != 0); returns how many kept voxels had a
-    prediction outside 0..C-1 (those are not counted)."""
+    """hist[gt * C + pred] += 1 over voxels with 0 <= gt < C (and mask != 0); returns how many counted voxels had
+    a prediction outside 0..C-1 (left out of the matrix)."""
+    n = gt.shape[0]
     bad = 0
-    for i in range(gt.shape[0]):
-        if use_mask and mask[i] == 0:
+    if not use_mask:
+        for i in range(n):
+            bad += _count_voxel(gt, pred, i, num_classes, hist)
+        return bad
+    # Visibility masks are sparse and clustered: test them eight bytes at a time and skip empty words.
+    words = n // 8
+    mask_words = mask[: words * 8].view(np.uint64)
+    for w in range(words):
+        if mask_words[w] == 0:
             continue
-        g = gt[i]
-        if g < 0 or g >= num_classes:
-            continue
-        p = pred[i]
-        if p < 0 or p >= num_classes:
-            bad += 1
-            continue
-        hist[g * num_classes + p] += 1
+        for i in range(w * 8, w * 8 + 8):
+            if mask[i] != 0:
+                bad += _count_voxel(gt, pred, i, num_classes, hist)
+    for i in range(words * 8, n):
+        if mask[i] != 0:
+            bad += _count_voxel(gt, pred, i, num_classes, hist)
     return bad
 
 
@@ -159,7 +178,3 @@ class ConfusionMatrix(CountMetric):
             miou_15=nanmean_percent(iou[list(OCCNERF_15_CLASSES)]),
             iou=geometric_iou(self.hist),
         )
-
-    def per_class_dict(self) -> dict[str, float]:
-        """Class name -> IoU in percent (nan where undefined), all 18 classes."""
-        return dict(zip(CLASS_NAMES, self.compute().per_class.tolist()))

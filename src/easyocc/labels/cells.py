@@ -2,13 +2,16 @@
 
 A keyframe's six full-resolution images give 8.6 M points; 14 frames of them would be re-transformed for every
 keyframe. Instead each frame is lifted once and binned into cells of ``voxel_size / divisions`` (0.1 m by default)
-on the Occ3D grid's lattice in *that frame's* ego frame, one entry per (cell, class) with its point count. When the
-frame is the current keyframe its cells nest exactly in its voxels (``divisions`` is a power of two), so the current
-frame's counts are exact; a past frame's cells are moved as a whole to the current frame, so a point can change
-voxel only when it lies within half a cell diagonal (0.087 m at 0.1 m cells) of a voxel face there.
-``divisions = 0`` keeps every point (exact, and heavy).
+on the Occ3D grid's lattice in *that frame's* ego frame, one entry per (cell, class) with its point count, placed at
+the centroid of its points. When the frame is the current keyframe its cells nest exactly in its voxels
+(``divisions`` is a power of two), so the current frame's counts are exact. A past frame's entries are moved whole
+to the current frame: a point is counted in another voxel than its own only when it and its entry's centroid (both
+in one cell) lie on two sides of a voxel face there, so only points within a cell diagonal (0.17 m at 0.1 m cells)
+of a face can move. Centroids rather than cell centres keep flat surfaces in place: the centroid of a wall's
+points lies on the wall, so a wall parallel to a voxel face (common: streets run along the ego's axes) never
+crosses it. ``divisions = 0`` keeps every point (exact, and heavy).
 
-The kernels are numba (CPU, parallel over image rows); ``cells_torch`` has the same computation for a GPU.
+The kernels are numba (CPU, parallel over image rows); ``torch_backend`` has the same computation for a GPU.
 """
 
 from __future__ import annotations
@@ -86,29 +89,40 @@ def _pack(x, y, z, lower, cell, cls):
 
 
 @numba.njit(cache=True)
-def _unpack(keys, lower, cell):
+def _unpack(keys, counts, sums, lower, cell):
+    """Classes and centroids (mean of each entry's points, kept inside its cell) of packed keys."""
     n = keys.shape[0]
     centres = np.empty((n, 3), np.float32)
     classes = np.empty(n, np.uint8)
+    index = np.empty(3, np.int64)
     for r in range(n):
         k = keys[r]
         classes[r] = k & ((1 << _CLASS_BITS) - 1)
         k >>= _CLASS_BITS
-        iz = (k & ((1 << _Z_BITS) - 1)) - _Z_OFFSET
+        index[2] = (k & ((1 << _Z_BITS) - 1)) - _Z_OFFSET
         k >>= _Z_BITS
-        iy = (k & ((1 << _XY_BITS) - 1)) - _XY_OFFSET
-        ix = (k >> _XY_BITS) - _XY_OFFSET
-        centres[r, 0] = lower[0] + (ix + 0.5) * cell
-        centres[r, 1] = lower[1] + (iy + 0.5) * cell
-        centres[r, 2] = lower[2] + (iz + 0.5) * cell
+        index[1] = (k & ((1 << _XY_BITS) - 1)) - _XY_OFFSET
+        index[0] = (k >> _XY_BITS) - _XY_OFFSET
+        for a in range(3):
+            lo = lower[a] + index[a] * cell
+            hi = lower[a] + (index[a] + 1) * cell
+            mean = np.float32(sums[r, a] / counts[r])
+            # The mean of points inside the cell lies inside it; rounding must not move it across a face.
+            if not np.float64(mean) >= lo:
+                mean = np.nextafter(np.float32(lo), np.float32(np.inf))
+            if not np.float64(mean) < hi:
+                mean = np.nextafter(np.float32(hi), np.float32(-np.inf))
+            centres[r, a] = mean
     return centres, classes
 
 
 @numba.njit(cache=True, parallel=True)
-def _image_runs(depth, semantics, keep, use_keep, K, R, t, stride, max_range, lower, cell, run_keys, run_counts, n_runs):
+def _image_runs(depth, semantics, keep, use_keep, K, R, t, stride, max_range, lower, cell, run_keys, run_counts,
+                run_sums, n_runs):
     """Lift the pixels of one image and merge consecutive pixels of a row that fall in the same (cell, class).
 
-    Writes, for each lifted row, its runs into ``run_keys[row, :n_runs[row]]`` / ``run_counts[row, :n_runs[row]]``.
+    Writes, for each lifted row, its runs into ``run_keys[row, :n_runs[row]]``, ``run_counts`` (points) and
+    ``run_sums`` (sum of the points' coordinates).
     """
     h, w = depth.shape
     n_rows = run_keys.shape[0]
@@ -137,9 +151,15 @@ def _image_runs(depth, semantics, keep, use_keep, K, R, t, stride, max_range, lo
                 continue
             if key == last:
                 run_counts[row, n - 1] += 1
+                run_sums[row, n - 1, 0] += x
+                run_sums[row, n - 1, 1] += y
+                run_sums[row, n - 1, 2] += z
             else:
                 run_keys[row, n] = key
                 run_counts[row, n] = 1
+                run_sums[row, n, 0] = x
+                run_sums[row, n, 1] = y
+                run_sums[row, n, 2] = z
                 n += 1
                 last = key
         n_runs[row] = n
@@ -158,32 +178,37 @@ def _point_keys(points, classes, lower, cell):
     return keys
 
 
-@numba.njit(cache=True)
-def _compact_runs(run_keys, run_counts, n_runs):
-    total = 0
-    for row in range(n_runs.shape[0]):
-        total += n_runs[row]
+@numba.njit(cache=True, parallel=True)
+def _compact_runs(run_keys, run_counts, run_sums, n_runs):
+    n_rows = n_runs.shape[0]
+    starts = np.empty(n_rows + 1, np.int64)
+    starts[0] = 0
+    for row in range(n_rows):
+        starts[row + 1] = starts[row] + n_runs[row]
+    total = starts[n_rows]
     keys = np.empty(total, np.int64)
     counts = np.empty(total, np.uint32)
-    i = 0
-    for row in range(n_runs.shape[0]):
+    sums = np.empty((total, 3), np.float64)
+    for row in numba.prange(n_rows):
+        i = starts[row]
         for j in range(n_runs[row]):
-            keys[i] = run_keys[row, j]
-            counts[i] = run_counts[row, j]
-            i += 1
-    return keys, counts
+            keys[i + j] = run_keys[row, j]
+            counts[i + j] = run_counts[row, j]
+            for a in range(3):
+                sums[i + j, a] = run_sums[row, j, a]
+    return keys, counts, sums
 
 
 def cell_size(divisions: int, grid: VoxelGrid = OCC3D_GRID) -> float:
     return grid.voxel_size / divisions
 
 
-def _cells_from_keys(keys: np.ndarray, counts: np.ndarray, divisions: int, grid: VoxelGrid) -> FrameCells:
+def _cells_from_keys(keys: np.ndarray, counts: np.ndarray, sums: np.ndarray, divisions: int, grid: VoxelGrid) -> FrameCells:
     # Buckets are 8-cell slabs along x: cells come out grouped in space, so that scattering them into the voxel
     # grid later stays within cache.
-    unique, sums = count_unique(keys, counts, part_shift=_CLASS_BITS + _Z_BITS + _XY_BITS + 3)
-    centres, classes = _unpack(unique, grid.lower_array, cell_size(divisions, grid))
-    return FrameCells(centres, classes, sums)
+    unique, totals, position_sums = count_unique(keys, counts, sums, part_shift=_CLASS_BITS + _Z_BITS + _XY_BITS + 3)
+    centres, classes = _unpack(unique, totals, position_sums, grid.lower_array, cell_size(divisions, grid))
+    return FrameCells(centres, classes, totals)
 
 
 def cells_from_points(points: np.ndarray, classes: np.ndarray, divisions: int = 4, grid: VoxelGrid = OCC3D_GRID) -> FrameCells:
@@ -198,7 +223,7 @@ def cells_from_points(points: np.ndarray, classes: np.ndarray, divisions: int = 
         keep = classes < 17
         return FrameCells(points[keep], classes[keep], np.ones(int(keep.sum()), np.uint32))
     keys = _point_keys(points, classes, grid.lower_array, cell_size(divisions, grid))
-    return _cells_from_keys(keys, np.ones(len(keys), np.uint32), divisions, grid)
+    return _cells_from_keys(keys, np.ones(len(keys), np.uint32), points.astype(np.float64), divisions, grid)
 
 
 def cells_from_image(
@@ -214,12 +239,14 @@ def cells_from_image(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Lift one image and merge each row's consecutive pixels of the same (cell, class): the runs to count.
 
-    Same pixel rules as :func:`lift.lift_image`. Returns (run keys (R,) int64, run counts (R,) uint32).
+    Same pixel rules as :func:`lift.lift_image`. Returns (run keys (R,) int64, run counts (R,) uint32, run sums of
+    point coordinates (R, 3) float64).
     """
     h, w = depth.shape
     n_rows, n_cols = (h + stride - 1) // stride, (w + stride - 1) // stride
     run_keys = np.empty((n_rows, n_cols), np.int64)
     run_counts = np.empty((n_rows, n_cols), np.uint32)
+    run_sums = np.empty((n_rows, n_cols, 3), np.float64)
     n_runs = np.empty(n_rows, np.int64)
     use_keep = keep is not None
     _image_runs(
@@ -236,15 +263,18 @@ def cells_from_image(
         cell_size(divisions, grid),
         run_keys,
         run_counts,
+        run_sums,
         n_runs,
     )
-    return _compact_runs(run_keys, run_counts, n_runs)
+    return _compact_runs(run_keys, run_counts, run_sums, n_runs)
 
 
-def merge_runs(runs: list[tuple[np.ndarray, np.ndarray]], divisions: int, grid: VoxelGrid = OCC3D_GRID) -> FrameCells:
+def merge_runs(runs: list[tuple[np.ndarray, np.ndarray, np.ndarray]], divisions: int,
+               grid: VoxelGrid = OCC3D_GRID) -> FrameCells:
     """Count the runs of several images into one frame's cells."""
     if not runs:
         return FrameCells.empty()
-    keys = np.concatenate([k for k, _ in runs])
-    counts = np.concatenate([c for _, c in runs])
-    return _cells_from_keys(keys, counts, divisions, grid)
+    keys = np.concatenate([k for k, _, _ in runs])
+    counts = np.concatenate([c for _, c, _ in runs])
+    sums = np.concatenate([s for _, _, s in runs])
+    return _cells_from_keys(keys, counts, sums, divisions, grid)

@@ -268,7 +268,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--version", default="v1.0-trainval", help="nuScenes table version (default v1.0-trainval)")
     parser.add_argument("--out", type=Path, required=True, help="output folder: <out>/<scene>/<token>/labels.npz")
     parser.add_argument("--split", default="train", help="train, val or all (default train)")
-    parser.add_argument("--scenes", default=None, help="comma-separated scene names (default: the whole split)")
+    parser.add_argument("--scenes", default=None, help="comma-separated scene names (then --split is not used)")
     parser.add_argument("--ego-masks", type=Path, default=None,
                         help="folder of <CAMERA>_mask.png ego-vehicle masks (dark = car body, dropped)")
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine, a scene per task")
@@ -278,21 +278,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def select_scenes(args: argparse.Namespace):
+    """The scenes to label: ``--scenes`` when given (whatever the split), else the scenes of ``--split``."""
     from easyocc.data.nuscenes_index import DatasetIndex, split_scene_names
 
-    wanted = None
-    if args.split != "all":
-        wanted = split_scene_names(args.data, args.version, args.split)
     if args.scenes:
         names = [n.strip() for n in args.scenes.split(",") if n.strip()]
-        wanted = names if wanted is None else [n for n in names if n in set(wanted)]
-    index = DatasetIndex(args.data, args.version, scene_names=None)
-    known = {s.name for s in index.scenes}
-    if args.scenes:
-        unknown = sorted(set(n.strip() for n in args.scenes.split(",")) - known)
-        if unknown:
-            raise InputError(args.data / args.version, f"unknown scene(s): {', '.join(unknown)}")
-    return [s for s in index.scenes if wanted is None or s.name in set(wanted)]
+        return DatasetIndex(args.data, args.version, scene_names=names).scenes  # unknown names: a one-line error
+    index = DatasetIndex(args.data, args.version)
+    if args.split == "all":
+        return index.scenes
+    wanted = set(split_scene_names(args.data, args.version, args.split))
+    return [s for s in index.scenes if s.name in wanted]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,7 @@
 
 Two entry points:
 - :func:`label_window`: pseudo-labels of the current frame from a window of :class:`~aggregate.PosedFrame` (any
-  source of posed semantic clouds: camera images, labelled LiDAR);
+  source of posed semantic clouds: camera images, labelled LiDAR through :func:`lidar_frame`);
 - :class:`SceneLabeler`: walks a scene's keyframes with a 2D semantic and depth source, lifting each frame once and
   keeping a sliding window of the last ``frames + 1`` frames' cells, and writes
   ``<out>/<scene_name>/<sample_token>/labels.npz``.
@@ -24,8 +24,9 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from easyocc.data.nuscenes_index import Keyframe, Scene
-from easyocc.labels.aggregate import PosedFrame, remove_outliers, window_counts
-from easyocc.labels.cells import FrameCells, cells_from_image, cells_from_points, merge_runs
+from easyocc.geometry import transform_points
+from easyocc.labels.aggregate import PosedFrame, posed_frame_from_cloud, remove_outliers, window_counts
+from easyocc.labels.cells import cells_from_image, cells_from_points, merge_runs
 from easyocc.labels.config import LabelConfig
 from easyocc.labels.lift import SemanticCloud, lift_image, resize_mask
 from easyocc.labels.sources.base import DepthSource, SemanticSource, check_depth, check_semantics
@@ -39,7 +40,7 @@ from easyocc.labels.visibility import (
     traverse,
 )
 from easyocc.labels.voxelize import vote
-from easyocc.occ3d import OCC3D_GRID, VoxelGrid, write_labels
+from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid, write_labels
 
 LABELS_FILE = "labels.npz"
 
@@ -87,6 +88,23 @@ def label_window(
                                                 carved)
     mask_camera, mask_lidar = label_masks(semantics != 17, total, traversed, current)
     return KeyframeLabels(semantics, mask_lidar, mask_camera)
+
+
+def lidar_frame(
+    keyframe: Keyframe, points_lidar: np.ndarray, classes: np.ndarray, config: LabelConfig, grid: VoxelGrid = OCC3D_GRID
+) -> PosedFrame:
+    """A keyframe's labelled LiDAR scan as a :class:`PosedFrame` for :func:`label_window`.
+
+    points_lidar: (N, 3) in the LiDAR frame; classes: (N,) uint8 Occ3D ids (17 and 255 give no point). The points
+    go into the keyframe's ego frame (the LiDAR's own timestamp), and each gives a free-space ray from the sensor.
+    """
+    if points_lidar.ndim != 2 or points_lidar.shape[1] < 3 or classes.shape != points_lidar.shape[:1]:
+        raise ValueError(f"points (N, 3) and classes (N,) expected, got {points_lidar.shape} and {classes.shape}")
+    ego = transform_points(keyframe.ego_T_lidar, points_lidar[:, :3])
+    keep = classes < FREE
+    cloud = SemanticCloud(ego[keep], classes[keep].astype(np.uint8))
+    return posed_frame_from_cloud(cloud, keyframe.global_T_ego, keyframe.ego_T_lidar[:3, 3], config.cell_divisions,
+                                  config.max_range, keyframe.token, grid)
 
 
 class CameraObserver:
@@ -218,7 +236,6 @@ def label_scene(
 
 
 __all__ = [
-    "FrameCells",
     "KeyframeLabels",
     "LabelConfig",
     "CameraObserver",
@@ -226,4 +243,5 @@ __all__ = [
     "label_path",
     "label_scene",
     "label_window",
+    "lidar_frame",
 ]

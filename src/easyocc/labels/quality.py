@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,11 +49,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep.add_argument("--data", type=Path, default=None, help="nuScenes-format dataroot (SimScenes)")
     sweep.add_argument("--version", default="v1.0-trainval", help="nuScenes table version (default v1.0-trainval)")
     sweep.add_argument("--split", default="all", help="train, val or all (default all)")
-    sweep.add_argument("--scenes", default=None, help="comma-separated scene names (default: the whole split)")
+    sweep.add_argument("--scenes", default=None, help="comma-separated scene names (then --split is not used)")
     sweep.add_argument("--sweep-frames", default="0,1,3,5,9,13", help="numbers of past frames (default 0,1,3,5,9,13)")
     sweep.add_argument("--sweep-min-points", default="1,2,3,5", help="occupancy thresholds (default 1,2,3,5)")
     sweep.add_argument("--noise-presets", default="none,realistic",
                        help="oracle noise presets to sweep (oracle sources only; default none,realistic)")
+    sweep.add_argument("--sweep-carve", default="on", help="carving settings to sweep: on, off or on,off (default on)")
     sweep.add_argument("--ego-masks", type=Path, default=None, help="ego-vehicle masks folder (see easyocc labels)")
     sweep.add_argument("--workers", type=int, default=1, help="processes, a scene per task")
     sweep.add_argument("--out", type=Path, default=None, help="folder for label_sweep.{md,csv,json,png}")
@@ -98,10 +100,11 @@ def score_folder(labels_dir: Path, gt_dir: Path):
 
 @dataclass
 class SweepTask:
-    """One scene under one noise preset (picklable, for worker processes)."""
+    """One scene under one noise preset and carving setting (picklable, for worker processes)."""
 
     args: argparse.Namespace
     preset: str | None
+    carve: bool
     scene: object
     gt: dict
     frames: list[int]
@@ -130,7 +133,7 @@ def sweep_scene(task: SweepTask) -> dict:
     from easyocc.labels.voxelize import vote
     from easyocc.occ3d import FREE, NUM_SEMANTIC_CLASSES, OCC3D_GRID, read_labels
 
-    config = config_from_args(task.args)
+    config = dataclasses.replace(config_from_args(task.args), carve=task.carve)
     semantics, depth = sweep_sources(task.args, task.preset)
     masks = load_ego_masks(task.args.ego_masks, CAMERA_NAMES) if task.args.ego_masks else None
     observer = CameraObserver(semantics, depth, config, masks)
@@ -170,7 +173,7 @@ def _init_sweep_worker(threads: int) -> None:
 
 
 def run_sweep(tasks: list[SweepTask], workers: int) -> dict:
-    """{(preset, frames, min_points): {mask: ConfusionMatrix}} summed over the tasks' scenes."""
+    """{(preset, carve, frames, min_points): {mask: ConfusionMatrix}} summed over the tasks' scenes."""
     import os
 
     from tqdm import tqdm
@@ -181,7 +184,7 @@ def run_sweep(tasks: list[SweepTask], workers: int) -> dict:
 
     def add(task: SweepTask, result: dict) -> None:
         for (f, m), hists in result.items():
-            entry = totals.setdefault((task.preset, f, m), {mask: ConfusionMatrix() for mask in GT_MASKS})
+            entry = totals.setdefault((task.preset, task.carve, f, m), {mask: ConfusionMatrix() for mask in GT_MASKS})
             for mask, hist in hists.items():
                 entry[mask].hist += hist
                 entry[mask].num_samples += len(task.scene.keyframes)
@@ -207,15 +210,16 @@ def run_sweep(tasks: list[SweepTask], workers: int) -> dict:
 
 def sweep_rows(totals: dict) -> list[dict]:
     rows = []
-    for (preset, f, m), cms in sorted(totals.items(), key=lambda kv: (str(kv[0][0]), kv[0][1], kv[0][2])):
+    for (preset, carve, f, m), cms in sorted(totals.items(), key=lambda kv: (str(kv[0][0]), not kv[0][1], *kv[0][2:])):
         cam, full = cms["camera"].compute(), cms["none"].compute()
-        rows.append({"noise": preset or "-", "frames": f, "min_points": m, "mIoU_camera": round(cam.miou, 2),
+        rows.append({"noise": preset or "-", "carving": "on" if carve else "off", "frames": f, "min_points": m,
+                     "mIoU_camera": round(cam.miou, 2),
                      "IoU_camera": round(cam.iou, 2), "mIoU_full": round(full.miou, 2), "IoU_full": round(full.iou, 2),
                      "keyframes": int(cms["camera"].num_samples[0])})
     return rows
 
 
-def write_sweep(out: Path, rows: list[dict], meta: dict) -> None:
+def write_sweep(out: Path, rows: list[dict], meta: dict, min_points: int = 2) -> None:
     """label_sweep.md / .csv / .json / .png under ``out``."""
     import csv
     import io
@@ -223,8 +227,8 @@ def write_sweep(out: Path, rows: list[dict], meta: dict) -> None:
     from easyocc.fileio import atomic_write, save_json
 
     columns = list(rows[0])
-    header = ("| noise | past frames | min points | mIoU (camera mask) | IoU (camera mask) | mIoU (full scene) "
-              "| IoU (full scene) | keyframes |")
+    header = ("| noise | carving | past frames | min points | mIoU (camera mask) | IoU (camera mask) "
+              "| mIoU (full scene) | IoU (full scene) | keyframes |")
     lines = [header, "|" + "---|" * len(columns)]
     lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
     with atomic_write(out / f"{SWEEP_NAME}.md", "w") as handle:
@@ -236,10 +240,12 @@ def write_sweep(out: Path, rows: list[dict], meta: dict) -> None:
     with atomic_write(out / f"{SWEEP_NAME}.csv", "w") as handle:
         handle.write(buffer.getvalue())
     save_json(out / f"{SWEEP_NAME}.json", {**meta, "rows": rows})
-    plot_sweep(out / f"{SWEEP_NAME}.png", rows)
+    plot_sweep(out / f"{SWEEP_NAME}.png", rows, min_points)
 
 
-def plot_sweep(path: Path, rows: list[dict]) -> None:
+def plot_sweep(path: Path, rows: list[dict], min_points: int = 2) -> None:
+    """Left: mIoU (camera mask) against past frames at ``min_points`` (or the nearest threshold swept); right: against
+    the threshold at the most frames. One line per noise preset and carving setting."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -247,29 +253,31 @@ def plot_sweep(path: Path, rows: list[dict]) -> None:
 
     from easyocc.fileio import atomic_write
 
-    presets = sorted({r["noise"] for r in rows})
+    variants = list(dict.fromkeys((r["noise"], r["carving"]) for r in rows))
     frames = sorted({r["frames"] for r in rows})
     thresholds = sorted({r["min_points"] for r in rows})
+    shown = min(thresholds, key=lambda m: abs(m - min_points))
+
+    def miou(variant, f, m):
+        return next(r["mIoU_camera"] for r in rows if (r["noise"], r["carving"]) == variant
+                    and r["frames"] == f and r["min_points"] == m)
+
     colours = plt.get_cmap("tab10")
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for p, preset in enumerate(presets):
-        for t, m in enumerate(thresholds):
-            ys = [next(r["mIoU_camera"] for r in rows if r["noise"] == preset and r["frames"] == f and r["min_points"] == m)
-                  for f in frames]
-            left.plot(frames, ys, marker="osD^v"[t % 5], color=colours(p), alpha=1.0 - 0.18 * t,
-                      label=f"{preset}, min points {m}")
-        most = frames[-1]
-        ys = [next(r["mIoU_camera"] for r in rows if r["noise"] == preset and r["frames"] == most and r["min_points"] == m)
-              for m in thresholds]
-        right.plot(thresholds, ys, marker="o", color=colours(p), label=f"{preset}, {most} past frames")
-    left.set(xlabel="past keyframes aggregated", ylabel="mIoU vs GT, camera mask (%)", title="Temporal aggregation")
+    for v, variant in enumerate(variants):
+        label = f"noise {variant[0]}" + ("" if variant[1] == "on" else ", no carving")
+        style = dict(color=colours(v), linestyle="-" if variant[1] == "on" else "--", marker="o")
+        left.plot(frames, [miou(variant, f, shown) for f in frames], label=label, **style)
+        right.plot(thresholds, [miou(variant, frames[-1], m) for m in thresholds], label=label, **style)
+    left.set(xlabel="past keyframes aggregated", ylabel="mIoU vs GT, camera mask (%)",
+             title=f"Temporal aggregation (min points {shown})")
     right.set(xlabel="occupancy threshold (min points per voxel)", ylabel="mIoU vs GT, camera mask (%)",
-              title="Occupancy threshold")
+              title=f"Occupancy threshold ({frames[-1]} past frames)")
     left.set_xticks(frames)
     right.set_xticks(thresholds)
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=8)
     fig.tight_layout()
     with atomic_write(path, "wb") as handle:
         fig.savefig(handle, format="png", dpi=110)
@@ -288,8 +296,13 @@ def sweep_tasks(args: argparse.Namespace, frames: list[int], thresholds: list[in
                 raise InputError(args.gt / scene.name / kf.token / "labels.npz", "ground truth not found")
     oracle = args.semantics == "oracle" or args.depth == "oracle"
     presets = [p.strip() for p in args.noise_presets.split(",") if p.strip()] if oracle else [None]
-    return [SweepTask(args, preset, scene, {kf.token: gts[kf.token][1] for kf in scene.keyframes}, frames, thresholds)
-            for preset in presets for scene in scenes]
+    carves = {"on": True, "off": False}
+    settings = [c.strip() for c in args.sweep_carve.split(",") if c.strip()]
+    if not settings or any(c not in carves for c in settings):
+        raise EasyOccError(f"--sweep-carve must be on, off or on,off; got '{args.sweep_carve}'")
+    return [SweepTask(args, preset, carves[c], scene, {kf.token: gts[kf.token][1] for kf in scene.keyframes}, frames,
+                      thresholds)
+            for preset in presets for c in settings for scene in scenes]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -328,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
                           "mIoU_full": "Occ3D mIoU, no mask (all voxels), 17 classes",
                           "IoU_camera": "geometric IoU (occupied vs free), GT camera mask",
                           "IoU_full": "geometric IoU (occupied vs free), no mask"}}
-    write_sweep(args.out, rows, meta)
+    write_sweep(args.out, rows, meta, config_from_args(args).min_points)
     print((args.out / f"{SWEEP_NAME}.md").read_text())
     print(f"wrote {args.out}/{SWEEP_NAME}.{{md,csv,json,png}}")
     if args.json:

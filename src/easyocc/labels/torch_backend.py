@@ -41,8 +41,9 @@ def image_keys(
     divisions: int,
     device: torch.device | str,
     grid: VoxelGrid = OCC3D_GRID,
-) -> torch.Tensor:
-    """Packed (cell, class) keys of the points of one image (same pixel rules as ``lift.lift_image``): (N,) int64."""
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Packed (cell, class) keys (N,) int64 and coordinates (N, 3) float64 (float32 values) of the points of one
+    image (same pixel rules as ``lift.lift_image``)."""
     dev = torch_device(device)
     d = torch.from_numpy(np.ascontiguousarray(depth[::stride, ::stride])).to(dev).double()
     s = torch.from_numpy(np.ascontiguousarray(semantics[::stride, ::stride])).to(dev).long()
@@ -59,23 +60,32 @@ def image_keys(
     d, xr, yr, s = d[valid], xr[valid], yr[valid], s[valid]
     T = torch.as_tensor(np.asarray(ref_T_cam, np.float64), device=dev)
     x, y, z = _affine(T[:3, :3], T[:3, 3], d * xr, d * yr, d)
-    return _pack(x, y, z, s, grid.lower, cell_size(divisions, grid))
+    key, fits = _pack(x, y, z, s, grid.lower, cell_size(divisions, grid))
+    return key[fits], torch.stack([x, y, z], 1)[fits]
 
 
-def _pack(x, y, z, classes, lower, cell) -> torch.Tensor:
+def _pack(x, y, z, classes, lower, cell) -> tuple[torch.Tensor, torch.Tensor]:
     ix = torch.floor((x - lower[0]) / cell).long() + _XY_OFFSET
     iy = torch.floor((y - lower[1]) / cell).long() + _XY_OFFSET
     iz = torch.floor((z - lower[2]) / cell).long() + _Z_OFFSET
     fits = (ix >= 0) & (ix < (1 << _XY_BITS)) & (iy >= 0) & (iy < (1 << _XY_BITS)) & (iz >= 0) & (iz < (1 << _Z_BITS))
     key = (((ix << _XY_BITS) | iy) << _Z_BITS | iz) << _CLASS_BITS | classes
-    return key[fits]
+    return key, fits
 
 
-def cells_from_keys(keys: Sequence[torch.Tensor], divisions: int, grid: VoxelGrid = OCC3D_GRID) -> FrameCells:
-    """Count a frame's keys (all its images) into cells, returned on the host."""
-    if not keys:
+def cells_from_keys(keyed_points: Sequence[tuple[torch.Tensor, torch.Tensor]], divisions: int,
+                    grid: VoxelGrid = OCC3D_GRID) -> FrameCells:
+    """Count a frame's (keys, points) of all its images into cells (centroids of their points), on the host.
+
+    Coordinate sums are float64 sums of float32 values: exact, so they do not depend on the order of summation and
+    equal the numba path's.
+    """
+    if not keyed_points:
         return FrameCells.empty()
-    unique, counts = torch.unique(torch.cat(list(keys)), return_counts=True)
+    keys = torch.cat([k for k, _ in keyed_points])
+    points = torch.cat([p for _, p in keyed_points])
+    unique, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
+    sums = torch.zeros((len(unique), 3), dtype=torch.float64, device=keys.device).index_add_(0, inverse, points)
     cell = cell_size(divisions, grid)
     classes = unique & ((1 << _CLASS_BITS) - 1)
     rest = unique >> _CLASS_BITS
@@ -83,8 +93,15 @@ def cells_from_keys(keys: Sequence[torch.Tensor], divisions: int, grid: VoxelGri
     rest = rest >> _Z_BITS
     iy = (rest & ((1 << _XY_BITS) - 1)) - _XY_OFFSET
     ix = (rest >> _XY_BITS) - _XY_OFFSET
-    centres = torch.stack([grid.lower[a] + (i.double() + 0.5) * cell for a, i in enumerate((ix, iy, iz))], 1)
-    return FrameCells(centres.float().cpu().numpy(), classes.to(torch.uint8).cpu().numpy(),
+    centres = (sums / counts[:, None]).float()
+    for a, i in enumerate((ix, iy, iz)):  # keep each centroid inside its cell, as the numba path does
+        lo = (grid.lower[a] + i.double() * cell).float()
+        hi = (grid.lower[a] + (i + 1).double() * cell).float()
+        below = centres[:, a].double() < grid.lower[a] + i.double() * cell
+        above = centres[:, a].double() >= grid.lower[a] + (i + 1).double() * cell
+        centres[:, a] = torch.where(below, torch.nextafter(lo, torch.full_like(lo, np.inf)), centres[:, a])
+        centres[:, a] = torch.where(above, torch.nextafter(hi, torch.full_like(hi, -np.inf)), centres[:, a])
+    return FrameCells(centres.cpu().numpy(), classes.to(torch.uint8).cpu().numpy(),
                       counts.to(torch.int64).cpu().numpy().astype(np.uint32))
 
 

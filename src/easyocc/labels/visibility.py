@@ -57,30 +57,28 @@ class FreeSpaceRays:
 class DepthView:
     """What one current camera saw, for the see-through test of :func:`see_through_voxels`.
 
-    K: (3, 3); cam_T_ref: (4, 4) float64 reference frame -> camera; nearest: (H, W) float32 the smallest depth in
-    each pixel's 3x3 neighbourhood (inf for sky: nothing there; 0 where there is no depth or the ego body: unknown).
+    K: (3, 3); cam_T_ref: (4, 4) float64 reference frame -> camera; depth: (H, W) float32 z-depth, inf for sky
+    (nothing there), 0 where there is no depth or the ego body (unknown).
     """
 
     K: np.ndarray
     cam_T_ref: np.ndarray
-    nearest: np.ndarray
+    depth: np.ndarray
 
 
 def depth_view(depth: np.ndarray, semantics: np.ndarray, K: np.ndarray, ref_T_cam: np.ndarray,
                keep: np.ndarray | None = None) -> DepthView:
     """A :class:`DepthView` of one camera image (depth (H, W) float32 z-depth, semantics (H, W) uint8)."""
-    from scipy.ndimage import minimum_filter
-
-    d = np.where(semantics == FREE, np.inf, depth).astype(np.float32)
+    d = np.where(semantics == FREE, np.float32(np.inf), depth).astype(np.float32, copy=False)
     if keep is not None:
         d[~keep] = 0.0
-    return DepthView(np.asarray(K, np.float64), invert_transform(ref_T_cam), minimum_filter(d, size=3))
+    return DepthView(np.asarray(K, np.float64), invert_transform(ref_T_cam), d)
 
 
 @numba.njit(cache=True, parallel=True)
-def _see_through(K, R, t, nearest, lower, voxel_size, shape, margin, out):
+def _see_through(K, R, t, depth, lower, voxel_size, shape, margin, out):
     nx, ny, nz = shape
-    h, w = nearest.shape
+    h, w = depth.shape
     for i in numba.prange(nx):
         x = lower[0] + (i + 0.5) * voxel_size
         for j in range(ny):
@@ -96,7 +94,11 @@ def _see_through(K, R, t, nearest, lower, voxel_size, shape, margin, out):
                 v = int(np.floor(K[1, 1] * cy / cz + K[1, 2] + 0.5))
                 if u < 0 or u >= w or v < 0 or v >= h:
                     continue
-                if nearest[v, u] > cz + margin:
+                nearest = np.inf
+                for vv in range(max(v - 1, 0), min(v + 2, h)):
+                    for uu in range(max(u - 1, 0), min(u + 2, w)):
+                        nearest = min(nearest, depth[vv, uu])
+                if nearest > cz + margin:
                     out[(i * ny + j) * nz + k] = 1
 
 
@@ -111,7 +113,7 @@ def see_through_voxels(views: list[DepthView], margin: float, grid: VoxelGrid = 
     out = np.zeros(int(np.prod(grid.shape)), np.uint8)
     for view in views:
         _see_through(view.K, np.ascontiguousarray(view.cam_T_ref[:3, :3]), np.ascontiguousarray(view.cam_T_ref[:3, 3]),
-                     np.ascontiguousarray(view.nearest), grid.lower_array, float(grid.voxel_size), grid.shape,
+                     np.ascontiguousarray(view.depth), grid.lower_array, float(grid.voxel_size), grid.shape,
                      float(margin), out)
     return out.reshape(grid.shape)
 

@@ -53,34 +53,37 @@ def build_scene(solids: Solids, cell_size: float = 4.0) -> CastScene:
                      float(solids.zhi.max()))
 
 
+@numba.njit(cache=True, inline="always")
+def _cell_range(bounds, s, x0, y0, cell, ncx, ncy):
+    """Grid cells [ia, ib] x [ja, jb] (inclusive, clipped) that solid s's xy bounds touch."""
+    ia = max(int(np.floor((bounds[s, 0] - x0) / cell)), 0)
+    ib = min(int(np.floor((bounds[s, 2] - x0) / cell)), ncx - 1)
+    ja = max(int(np.floor((bounds[s, 1] - y0) / cell)), 0)
+    jb = min(int(np.floor((bounds[s, 3] - y0) / cell)), ncy - 1)
+    return ia, ib, ja, jb
+
+
 @numba.njit(cache=True)
 def _build_grid(bounds, zhi, x0, y0, cell, ncx, ncy):
+    """Cell lists in CSR form (start (C + 1,), items) and each cell's highest solid top (C,)."""
     n = bounds.shape[0]
     counts = np.zeros(ncx * ncy + 1, dtype=np.int64)
     zmax = np.full(ncx * ncy, -np.inf)
     for s in range(n):
-        ia = max(int(np.floor((bounds[s, 0] - x0) / cell)), 0)
-        ib = min(int(np.floor((bounds[s, 2] - x0) / cell)), ncx - 1)
-        ja = max(int(np.floor((bounds[s, 1] - y0) / cell)), 0)
-        jb = min(int(np.floor((bounds[s, 3] - y0) / cell)), ncy - 1)
+        ia, ib, ja, jb = _cell_range(bounds, s, x0, y0, cell, ncx, ncy)
         for j in range(ja, jb + 1):
             for i in range(ia, ib + 1):
-                c = j * ncx + i
-                counts[c + 1] += 1
-                zmax[c] = max(zmax[c], zhi[s])
+                counts[j * ncx + i + 1] += 1
+                zmax[j * ncx + i] = max(zmax[j * ncx + i], zhi[s])
     start = np.cumsum(counts)
     fill = start[:-1].copy()
     items = np.empty(start[-1], dtype=np.int32)
     for s in range(n):
-        ia = max(int(np.floor((bounds[s, 0] - x0) / cell)), 0)
-        ib = min(int(np.floor((bounds[s, 2] - x0) / cell)), ncx - 1)
-        ja = max(int(np.floor((bounds[s, 1] - y0) / cell)), 0)
-        jb = min(int(np.floor((bounds[s, 3] - y0) / cell)), ncy - 1)
+        ia, ib, ja, jb = _cell_range(bounds, s, x0, y0, cell, ncx, ncy)
         for j in range(ja, jb + 1):
             for i in range(ia, ib + 1):
-                c = j * ncx + i
-                items[fill[c]] = s
-                fill[c] += 1
+                items[fill[j * ncx + i]] = s
+                fill[j * ncx + i] += 1
     return start, items, zmax
 
 
@@ -136,6 +139,28 @@ def _prism_hit(planes, nverts, zlo, zhi, s, ox, oy, oz, dx, dy, dz, t_lo, t_hi):
     return tn, face
 
 
+@numba.njit(cache=True, inline="always")
+def _slab(o, d, lo, hi, t0, t1):
+    """Clip the parameter interval (t0, t1) to the slab lo <= o + t d < hi; t0 >= t1 when the ray misses it."""
+    if d == 0.0:
+        if o < lo or o >= hi:
+            return 1.0, 0.0
+        return t0, t1
+    a = (lo - o) / d
+    b = (hi - o) / d
+    return max(t0, min(a, b)), min(t1, max(a, b))
+
+
+@numba.njit(cache=True, inline="always")
+def _dda_axis(o, d, lo, i, cell):
+    """DDA along one axis from cell i: step, parameter of the next cell boundary, parameter per cell."""
+    if d > 0.0:
+        return 1, (lo + (i + 1) * cell - o) / d, cell / d
+    if d < 0.0:
+        return -1, (lo + i * cell - o) / d, -cell / d
+    return 0, np.inf, np.inf
+
+
 @numba.njit(cache=True)
 def _cast_one(ox, oy, oz, dx, dy, dz, t_max, planes, nverts, zlo, zhi, start, items, zmax, gx0, gy0, cell,
               ncx, ncy, z_top):
@@ -143,42 +168,14 @@ def _cast_one(ox, oy, oz, dx, dy, dz, t_max, planes, nverts, zlo, zhi, start, it
     best_s = -1
     best_f = -1
     # Parameter interval of the ray inside the grid's xy rectangle.
-    t0 = T_MIN
-    t1 = t_max
-    gx1 = gx0 + ncx * cell
-    gy1 = gy0 + ncy * cell
-    if dx == 0.0:
-        if ox < gx0 or ox >= gx1:
-            return np.inf, -1, -1
-    else:
-        a = (gx0 - ox) / dx
-        b = (gx1 - ox) / dx
-        t0 = max(t0, min(a, b))
-        t1 = min(t1, max(a, b))
-    if dy == 0.0:
-        if oy < gy0 or oy >= gy1:
-            return np.inf, -1, -1
-    else:
-        a = (gy0 - oy) / dy
-        b = (gy1 - oy) / dy
-        t0 = max(t0, min(a, b))
-        t1 = min(t1, max(a, b))
+    t0, t1 = _slab(ox, dx, gx0, gx0 + ncx * cell, T_MIN, t_max)
+    t0, t1 = _slab(oy, dy, gy0, gy0 + ncy * cell, t0, t1)
     if not t0 < t1:
         return np.inf, -1, -1
     ix = min(max(int(np.floor((ox + dx * t0 - gx0) / cell)), 0), ncx - 1)
     iy = min(max(int(np.floor((oy + dy * t0 - gy0) / cell)), 0), ncy - 1)
-    if dx > 0.0:
-        sx, tx, ddx = 1, (gx0 + (ix + 1) * cell - ox) / dx, cell / dx
-    elif dx < 0.0:
-        sx, tx, ddx = -1, (gx0 + ix * cell - ox) / dx, -cell / dx
-    else:
-        sx, tx, ddx = 0, np.inf, np.inf
-    if dy > 0.0:
-        sy, ty, ddy = 1, (gy0 + (iy + 1) * cell - oy) / dy, cell / dy
-    elif dy < 0.0:
-        sy, ty, ddy = -1, (gy0 + iy * cell - oy) / dy, -cell / dy
-    else:
-        sy, ty, ddy = 0, np.inf, np.inf
+    sx, tx, ddx = _dda_axis(ox, dx, gx0, ix, cell)
+    sy, ty, ddy = _dda_axis(oy, dy, gy0, iy, cell)
     t_in = t0
     while True:
         t_out = min(tx, ty, t1)

@@ -30,7 +30,7 @@ from easyocc import __version__
 from easyocc.data.nuscenes_index import CAMERA_NAMES, LIDAR_NAME, SPLITS_FILE
 from easyocc.data.synthetic import layout
 from easyocc.data.synthetic.cast import CastScene, build_scene, count_unoccluded
-from easyocc.data.synthetic.render import CameraRender, LidarScan, render_camera, scan_lidar
+from easyocc.data.synthetic.render import CameraRender, LidarScan, camera_rays, render_camera, scan_lidar
 from easyocc.data.synthetic.sensors import SENSORS, LidarPattern
 from easyocc.data.synthetic.tables import (
     ATTRIBUTE_TOKENS,
@@ -47,7 +47,7 @@ from easyocc.data.synthetic.voxelize import camera_mask, lidar_mask, voxelize
 from easyocc.data.synthetic.world import World, WorldStyle, build_world
 from easyocc.errors import InputError
 from easyocc.fileio import atomic_write, save_json
-from easyocc.geometry import invert_transform, pixel_rays, yaw_rotation
+from easyocc.geometry import invert_transform, yaw_rotation
 from easyocc.occ3d import CLASS_IDS, write_labels
 
 #: Written last-but-not-least: marks a directory as a SimScenes dataset that ``generate_dataset`` may overwrite.
@@ -295,53 +295,59 @@ class _SceneWriter:
 
     # ------------------------------------------------------------------------------------------ keyframe
     def _keyframe(self, n: int, sample_tokens: list[str], scans, annotations: list[dict]) -> None:
-        cfg, world, timer = self.config, self.world, self.timer
-        lidar_us = self.keyframe_us(n)
-        t = self.seconds(lidar_us)
-        local_T_ref = world.local_T_ego(t)
-        ref_T_local = invert_transform(local_T_ref)
-        records = {}
-        renders: dict[str, tuple[CameraRender, CastScene, np.ndarray]] = {}
-        for channel in CAMERA_NAMES:
-            mount = SENSORS[channel]
-            cam_us = lidar_us + mount.offset_us
-            K = mount.intrinsics(self.width, self.height)
-            with timer("rendering"):
-                scene = build_scene(world.solids_at(self.seconds(cam_us)))
-                local_T_cam = world.local_T_ego(self.seconds(cam_us)) @ mount.ego_T_sensor
-                render = render_camera(scene, local_T_cam, K, self.width, self.height, world.sun, world.roads)
-            renders[channel] = (render, scene, local_T_cam)
-            filename = f"samples/{channel}/{self.logfile}__{channel}__{cam_us}.jpg"
-            with timer("writing"):
-                self._write_image(filename, render)
-            records[channel] = self._sample_data_record(channel, n, cam_us, filename, "jpg")
-        scan, local_T_lidar = scans[n]
-        filename = f"samples/{LIDAR_NAME}/{self.logfile}__{LIDAR_NAME}__{lidar_us}.pcd.bin"
+        world, timer = self.world, self.timer
+        t = self.seconds(self.keyframe_us(n))
+        ref_T_local = invert_transform(world.local_T_ego(t))
+        renders = self._cameras(n)
+        scan = scans[n][0]
+        filename = f"samples/{LIDAR_NAME}/{self.logfile}__{LIDAR_NAME}__{self.keyframe_us(n)}.pcd.bin"
         with timer("writing"):
             self._write_scan(filename, scan)
-        records[LIDAR_NAME] = self._sample_data_record(LIDAR_NAME, n, lidar_us, filename, "pcd")
-        for channel, rec in records.items():
-            self._per_sensor[channel].append(rec)
-
+        self._per_sensor[LIDAR_NAME].append(
+            self._sample_data_record(LIDAR_NAME, n, self.keyframe_us(n), filename, "pcd"))
         with timer("gt"):
             semantics = voxelize(world.solids_at(t).transformed(ref_T_local[:2, :2], ref_T_local[:2, 3]))
         with timer("masks"):
             mask_camera = self._camera_mask(semantics, renders, ref_T_local)
-            window = range(max(0, n - cfg.lidar_mask_window), min(cfg.keyframes, n + cfg.lidar_mask_window + 1))
-            origins, points = [], []
-            for m in window:
-                ref_T_lidar = ref_T_local @ scans[m][1]
-                origins.append(ref_T_lidar[:3, 3])
-                points.append(scans[m][0].points[:, :3].astype(np.float64) @ ref_T_lidar[:3, :3].T
-                              + ref_T_lidar[:3, 3])
-            mask_lidar = lidar_mask(origins, points)
+            mask_lidar = self._lidar_mask(n, scans, ref_T_local)
         with timer("writing"):
-            path = self.out / "gts" / self.name / sample_tokens[n] / "labels.npz"
-            write_labels(path, semantics, mask_lidar, mask_camera)
+            write_labels(self.out / "gts" / self.name / sample_tokens[n] / "labels.npz", semantics, mask_lidar,
+                         mask_camera)
         with timer("annotations"):
             annotations.extend(self._annotations(n, t, scan, renders))
         self.report.keyframes += 1
         self.report.images += len(CAMERA_NAMES)
+
+    def _cameras(self, n: int) -> dict[str, tuple[CameraRender, CastScene, np.ndarray]]:
+        """Render and write the six images of keyframe n, each at its own time; (render, scene, local_T_cam)."""
+        world, timer = self.world, self.timer
+        renders = {}
+        for channel in CAMERA_NAMES:
+            mount = SENSORS[channel]
+            cam_us = self.keyframe_us(n) + mount.offset_us
+            t_cam = self.seconds(cam_us)
+            with timer("rendering"):
+                scene = build_scene(world.solids_at(t_cam))
+                local_T_cam = world.local_T_ego(t_cam) @ mount.ego_T_sensor
+                render = render_camera(scene, local_T_cam, mount.intrinsics(self.width, self.height), self.width,
+                                       self.height, world.sun, world.roads)
+            renders[channel] = (render, scene, local_T_cam)
+            filename = f"samples/{channel}/{self.logfile}__{channel}__{cam_us}.jpg"
+            with timer("writing"):
+                self._write_image(filename, render)
+            self._per_sensor[channel].append(self._sample_data_record(channel, n, cam_us, filename, "jpg"))
+        return renders
+
+    def _lidar_mask(self, n: int, scans, ref_T_local: np.ndarray) -> np.ndarray:
+        """mask_lidar of keyframe n from the scans of the keyframes within ``lidar_mask_window`` of it."""
+        cfg = self.config
+        origins, points = [], []
+        for m in range(max(0, n - cfg.lidar_mask_window), min(cfg.keyframes, n + cfg.lidar_mask_window + 1)):
+            scan, local_T_lidar = scans[m]
+            ref_T_lidar = ref_T_local @ local_T_lidar
+            origins.append(ref_T_lidar[:3, 3])
+            points.append(scan.points[:, :3].astype(np.float64) @ ref_T_lidar[:3, :3].T + ref_T_lidar[:3, 3])
+        return lidar_mask(origins, points)
 
     def _write_image(self, filename: str, render: CameraRender) -> None:
         from PIL import Image
@@ -365,9 +371,8 @@ class _SceneWriter:
         for channel, (_, _, local_T_cam) in renders.items():
             ref_T_cam = ref_T_local @ local_T_cam
             K = SENSORS[channel].intrinsics(self.width, self.height)
-            rays = pixel_rays(K, self.width, self.height, stride).reshape(-1, 3) @ ref_T_cam[:3, :3].T
             origins.append(ref_T_cam[:3, 3])
-            directions.append(rays / np.linalg.norm(rays, axis=1, keepdims=True))
+            directions.append(camera_rays(K, self.width, self.height, stride, unit=True) @ ref_T_cam[:3, :3].T)
         return camera_mask(semantics, origins, directions)
 
     # --------------------------------------------------------------------------------------- annotations

@@ -8,6 +8,7 @@ noise, lane markings and crosswalks on roads, paving joints, windows, stripes), 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numba
@@ -200,10 +201,25 @@ def shade(scene: CastScene, origin: np.ndarray, dirs: np.ndarray, t_hit, solid, 
                          float(roads.half_width), float(roads.lane_width), SKY_HORIZON, SKY_ZENITH, HAZE_DISTANCE)
 
 
+@functools.lru_cache(maxsize=32)
+def _cached_rays(K_key: tuple, width: int, height: int, stride: int, unit: bool) -> np.ndarray:
+    rays = pixel_rays(np.array(K_key).reshape(3, 3), width, height, stride).reshape(-1, 3)
+    if unit:
+        rays = rays / np.linalg.norm(rays, axis=1, keepdims=True)
+    rays.setflags(write=False)
+    return rays
+
+
+def camera_rays(K: np.ndarray, width: int, height: int, stride: int = 1, unit: bool = False) -> np.ndarray:
+    """``geometry.pixel_rays`` flattened to (H' * W', 3), z = 1 (or unit length), cached: the rig never changes."""
+    return _cached_rays(tuple(np.asarray(K, dtype=np.float64).ravel()), int(width), int(height), int(stride),
+                        bool(unit))
+
+
 def render_camera(scene: CastScene, world_T_cam: np.ndarray, K: np.ndarray, width: int, height: int,
                   sun: np.ndarray, roads: RoadGrid) -> CameraRender:
     """Render one camera: world_T_cam (4, 4) camera -> world (the frame of ``scene``), K (3, 3) for width x height."""
-    rays = pixel_rays(K, width, height).reshape(-1, 3)
+    rays = camera_rays(K, width, height)
     dirs = np.ascontiguousarray(rays @ world_T_cam[:3, :3].T)
     origin = world_T_cam[:3, 3]
     t_hit, solid, face = cast_rays(scene, origin, dirs)

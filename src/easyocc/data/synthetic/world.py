@@ -341,12 +341,10 @@ class _Generator:
                     inside = (px0 < (a + b) / 2 < px1) if axis == 0 else (py0 < (a + b) / 2 < py1)
                     if hi - lo < 8.0 or not inside or self.rng.random() > 0.3:
                         continue
-                    if axis == 0:
-                        plan.paint(lo, c - 0.5, hi, c + 0.5, C["other_flat"], self.style.kerb_height, MAT_PLAIN,
-                                   MEDIAN_COLOR)
-                    else:
-                        plan.paint(c - 0.5, lo, c + 0.5, hi, C["other_flat"], self.style.kerb_height, MAT_PLAIN,
-                                   MEDIAN_COLOR)
+                    rect = (lo, c - 0.5, hi, c + 0.5) if axis == 0 else (c - 0.5, lo, c + 0.5, hi)
+                    plan.paint(*rect, C["other_flat"], self.style.kerb_height, MAT_PLAIN, MEDIAN_COLOR)
+                    # Vehicles keep off the raised median (wide ones in the inner lane would touch it).
+                    self.index.add(box_from_bounds(*rect), -0.2, self.style.kerb_height)
 
     # ------------------------------------------------------------------------------------------ placement
     def _in_populated(self, x: float, y: float) -> bool:
@@ -427,10 +425,13 @@ class _Generator:
         self._parked_vehicles()
         self._road_works()
         self._street_furniture()
+        fill = {"park": self._parcel_park, "parking": self._parcel_parking, "plaza": self._parcel_plaza,
+                "construction": self._parcel_construction}
         for block in self.blocks:
             self._verges(block)
             for parcel in block["parcels"]:
-                getattr(self, f"_parcel_{parcel['kind']}")(parcel)
+                if parcel["kind"] in fill:  # Buildings went first, so that nothing else takes their place.
+                    fill[parcel["kind"]](parcel)
         self._moving_vehicles()
         self._cyclists()
         self._pedestrians()
@@ -622,9 +623,6 @@ class _Generator:
                 x, y = at(self._along(lo, hi, 3.0))
                 if self._in_populated(x, y):
                     self._parked("bin", x, y, 0.0 if axis == 0 else np.pi / 2)
-
-    def _parcel_building(self, parcel: dict) -> None:
-        pass  # Buildings go first (see _populate) so that nothing else takes their place.
 
     def _random_point(self, rect: np.ndarray, margin: float) -> tuple[float, float]:
         return (float(self.rng.uniform(rect[0] + margin, rect[2] - margin)),
