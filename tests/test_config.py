@@ -71,3 +71,18 @@ def test_committed_configs_load_and_fit_the_model(name):
         assert config.model.backbone == "resnet101" and config.data.image_size == (336, 672)
         assert model.lifter.grid.shape == (200, 200, 16) and config.optim.epochs == 12
         assert (config.optim.encoder_lr, config.optim.lr) == (1e-4, 1e-3)
+
+
+def test_config_names_resolve_to_the_packaged_configs(tmp_path):
+    from easyocc.config import BUILTIN_CONFIG_DIR, resolve_config_path
+
+    assert resolve_config_path("demo") == BUILTIN_CONFIG_DIR / "demo.yaml"
+    assert resolve_config_path("paper").read_text() == (BUILTIN_CONFIG_DIR / "paper.yaml").read_text()
+    mine = tmp_path / "demo"  # a file of that name wins over the built-in
+    mine.write_text("seed: 3\n")
+    assert resolve_config_path(mine) == mine
+    with pytest.raises(InputError, match=r"nope\.yaml: config file not found \(built-in configs: demo, labels, "
+                                         r"paper\)"):
+        resolve_config_path("nope.yaml")
+    with pytest.raises(InputError, match="config file not found"):
+        resolve_config_path(tmp_path / "demo.yaml")

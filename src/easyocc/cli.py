@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("easyocc.training.command", "train the EasyOcc model on pseudo-labels (CPU, GPU, torchrun)"),
     "predict": ("easyocc.predict", "write Occ3D predictions of a trained model for a split"),
     "eval": ("easyocc.evaluation.command", "score predictions against Occ3D ground truth (mIoU, IoU, RayIoU)"),
+    "demo": ("easyocc.demo", "the whole job on a small SimScenes: labels, training, prediction, scores, a report"),
 }
 
 

@@ -24,6 +24,22 @@ from easyocc.fileio import atomic_write
 T = TypeVar("T")
 
 
+#: The configs shipped with the package (the repository's ``configs/`` links here): ``--config demo`` names one.
+BUILTIN_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config_path(value: str | PathLike) -> Path:
+    """A config file: ``value`` itself when it is a file, else the built-in config of that name (``demo``)."""
+    path = Path(value)
+    if path.is_file():
+        return path
+    builtin = BUILTIN_CONFIG_DIR / f"{path.name}.yaml"
+    if path.parent == Path(".") and not path.suffix and builtin.is_file():
+        return builtin
+    names = ", ".join(sorted(p.stem for p in BUILTIN_CONFIG_DIR.glob("*.yaml")))
+    raise InputError(path, f"config file not found (built-in configs: {names})")
+
+
 class ConfigError(ValueError):
     """A value that does not fit its field; the message names the dotted key."""
 

@@ -28,7 +28,8 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of :class:`LabelConfig` (defaults from the dataclass; ``--config`` YAML underneath)."""
     d = LabelConfig()
     g = parser.add_argument_group("3D stage (Easy3D-Labels)")
-    g.add_argument("--config", type=Path, default=None, help="YAML file of label settings; flags override it")
+    g.add_argument("--config", type=Path, default=None,
+                   help="YAML file of label settings, or a built-in name (labels); flags override it")
     g.add_argument("--frames", type=int, default=None, help=f"previous keyframes added to each one (default {d.frames})")
     g.add_argument("--min-points", type=int, default=None,
                    help=f"points a voxel needs to be occupied (default {d.min_points})")
@@ -72,8 +73,9 @@ def parse_class_names(text: str) -> tuple[int, ...]:
 def load_config_file(path: Path) -> dict:
     import yaml
 
-    if not path.is_file():
-        raise InputError(path, "config file not found")
+    from easyocc.config import resolve_config_path
+
+    path = resolve_config_path(path)
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", type=Path, help="YAML config (configs/demo.yaml, configs/paper.yaml); "
+    parser.add_argument("--config", type=Path, help="YAML config file, or a built-in name: demo, paper (configs/*.yaml); "
                         "not needed with --resume, which reads RUN/config.yaml")
     parser.add_argument("--data", type=Path, required=True, help="nuScenes-format dataroot (nuScenes or SimScenes)")
     parser.add_argument("--labels", type=Path, required=True,
@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from easyocc.config import load_config
+    from easyocc.config import load_config, resolve_config_path
     from easyocc.errors import InputError
     from easyocc.training.config import TrainConfig
     from easyocc.training.loop import CONFIG_FILE, train
@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
     elif args.config is None:
         raise InputError(args.out, "a new run needs --config FILE")
     else:
-        config = load_config(TrainConfig, args.config, overrides)
+        config = load_config(TrainConfig, resolve_config_path(args.config), overrides)
     model_path = train(config, args.data, args.labels, args.out, resume=args.resume, show_progress=not args.quiet)
     print(f"trained model: {model_path}")
     return 0
