@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from easyocc.errors import InputError
+from easyocc.errors import EasyOccError, InputError
 
 MARKER = "demo.json"
 VERSION = "v1.0-mini"
@@ -85,7 +85,6 @@ def claim_output(out: Path, settings: DemoSettings) -> None:
 def synth_config(settings: DemoSettings):
     """The SimScenes config of the demo; impossible settings are a one-line error before anything is written."""
     from easyocc.data.synthetic.generate import SynthConfig
-    from easyocc.errors import EasyOccError
 
     config = SynthConfig(scenes=settings.scenes, keyframes=settings.keyframes,
                          image_size=tuple(settings.image_size), seed=settings.seed, version=VERSION)
@@ -181,8 +180,8 @@ def score(pred_dir: Path, paths: DemoPaths, expected: int, workers: int) -> dict
     for mask in ("camera", "none"):
         report = evaluate_dirs(pred_dir, paths.data / "gts", mask=mask, allow_missing=True, workers=workers,
                                progress=False, rayiou=mask == "camera", data_root=str(paths.data), version=VERSION)
-        if report.num_samples != expected:
-            raise InputError(pred_dir, f"scored {report.num_samples} keyframes, expected {expected}")
+        if report.num_samples != expected:  # a prediction missing for a val keyframe
+            raise EasyOccError(f"{pred_dir}: scored {report.num_samples} keyframes, expected {expected}")
         reports[mask] = report.to_dict()
     return reports
 
