@@ -36,10 +36,10 @@ def test_demo_writes_a_report_with_every_predictor_and_protocol(tiny_demo, capsy
 
 
 def test_demo_rerun_reuses_the_finished_stages(tiny_demo, capsys):
-    model = tiny_demo / "run" / "model.pt"
-    before = model.stat().st_mtime_ns
+    model, dataset = tiny_demo / "run" / "model.pt", tiny_demo / "simscenes" / "simscenes.json"
+    before = model.stat().st_mtime_ns, dataset.stat().st_mtime_ns
     assert cli.main(["demo", "--out", str(tiny_demo), *TINY]) == 0
-    assert model.stat().st_mtime_ns == before
+    assert (model.stat().st_mtime_ns, dataset.stat().st_mtime_ns) == before
     scores = json.loads((tiny_demo / "report" / "scores.json").read_text())
     assert scores["seconds"]["training"] < 5 and "report:" in capsys.readouterr().out
 

@@ -101,11 +101,10 @@ def synth_config(settings: DemoSettings):
 
 
 def synthesize(paths: DemoPaths, settings: DemoSettings) -> str:
-    from easyocc.data.synthetic.generate import generate_dataset
+    from easyocc.data.synthetic.generate import generate_dataset, is_finished_dataset
 
     config = synth_config(settings)
-    manifest = paths.data / "simscenes.json"
-    if manifest.is_file() and json.loads(manifest.read_text()).get("complete"):
+    if is_finished_dataset(paths.data, config):
         return "reused"
     generate_dataset(paths.data, config, progress=True)
     return "generated"
@@ -170,6 +169,11 @@ def write_reference_predictions(paths: DemoPaths, keyframes: list) -> dict[str, 
         write_prediction(folders["majority per height (train labels)"] / name, from_labels)
         write_prediction(folders["all free"] / name, all_free())
     return folders
+
+
+def best_baseline(scores: dict) -> tuple[float, str]:
+    """(mIoU with the camera mask, name) of the best trivial baseline."""
+    return max((v["camera"]["mIoU"] or 0.0, k) for k, v in scores.items() if k.startswith(("majority", "all")))
 
 
 def score(pred_dir: Path, paths: DemoPaths, expected: int, workers: int) -> dict:
@@ -246,7 +250,7 @@ def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scor
     save_bev_panels(report_dir / "bev.png", panels, title=f"Bird's-eye view, GT camera mask ({which})")
 
     model = scores["EasyOcc demo model"]["camera"]
-    best_baseline = max(v["camera"]["mIoU"] or 0.0 for k, v in scores.items() if k.startswith(("majority", "all")))
+    best, _ = best_baseline(scores)
     w, h = settings.image_size
     lines = [
         "# easyocc demo report",
@@ -260,7 +264,7 @@ def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scor
         f"min points {settings.min_points};",
         f"- model: config `{settings.config}` ({train_info['summary']}), {train_info['iterations']} iterations "
         f"in {train_info['epochs']} epochs;",
-        f"- the demo model's mIoU (camera mask) is {model['mIoU']:.1f}, against {best_baseline:.1f} for the best "
+        f"- the demo model's mIoU (camera mask) is {model['mIoU']:.1f}, against {best:.1f} for the best "
         f"trivial baseline.",
         "",
         "## Val scores (%)",
@@ -396,8 +400,7 @@ def run(args: argparse.Namespace) -> int:
     seconds["total"] = (time.perf_counter() - started, "")
 
     report = write_report(paths, settings, keyframes, scores, folders, seconds, training_summary(paths))
-    model, best = scores["EasyOcc demo model"]["camera"], max(
-        (v["camera"]["mIoU"] or 0.0, k) for k, v in scores.items() if k.startswith(("majority", "all")))
+    model, best = scores["EasyOcc demo model"]["camera"], best_baseline(scores)
     print(f"val mIoU (camera mask): model {model['mIoU']:.1f}, pseudo-labels "
           f"{scores['pseudo-labels']['camera']['mIoU']:.1f}, best trivial baseline {best[0]:.1f} ({best[1]})")
     print(f"report: {report}")

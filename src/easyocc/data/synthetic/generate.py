@@ -131,6 +131,15 @@ def split_scenes(names: list[str]) -> dict[str, list[str]]:
     return {"train": names[: len(names) - n_val], "val": names[len(names) - n_val:]}
 
 
+def is_finished_dataset(out_dir: str | Path, config: SynthConfig) -> bool:
+    """Whether ``out_dir`` already holds a complete SimScenes dataset generated with ``config``."""
+    try:
+        manifest = json.loads((Path(out_dir) / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return manifest.get("complete") is True and manifest.get("config") == json.loads(json.dumps(asdict(config)))
+
+
 def prepare_output(out_dir: Path) -> None:
     """Refuse a non-empty directory that is not a SimScenes dataset; clear the old dataset's own entries."""
     if out_dir.exists() and not out_dir.is_dir():
