@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -75,15 +74,6 @@ def synthetic_batch(config, device):
     }
 
 
-def peak_memory_mb(device) -> float:
-    """CUDA: the most torch has held allocated; CPU: the process's peak resident memory (torch itself included)."""
-    import torch
-
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
-
-
 def current_memory_mb(device) -> float:
     import torch
 
@@ -100,6 +90,7 @@ def measure_config(name: str, device_name: str, iterations: int) -> dict:
     from easyocc.config import load_config
     from easyocc.losses import PseudoLoss
     from easyocc.training.config import TrainConfig
+    from easyocc.training.cost import memory_kind, peak_memory_mb
     from easyocc.training.distributed import pick_device
     from easyocc.training.loop import make_optimizer, train_step
 
@@ -141,7 +132,7 @@ def measure_config(name: str, device_name: str, iterations: int) -> dict:
         "iteration_s": [round(t, 4) for t in times],
         "warmup_s": round(warmup, 3),
         "peak_memory_mb": round(peak_memory_mb(device), 1),
-        "memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+        "memory_kind": memory_kind(device),
         "input": f"6 x {config.data.input_size[0]}x{config.data.input_size[1]}",
         "backbone": config.model.backbone,
         "lift_grid": list(config.model.lift_grid.shape),
@@ -205,6 +196,7 @@ def measure_lifting(name: str, device_name: str, iterations: int) -> dict:
     from easyocc.config import load_config
     from easyocc.models.lifting import VoxelLifter
     from easyocc.training.config import TrainConfig
+    from easyocc.training.cost import peak_memory_mb
     from easyocc.training.distributed import pick_device
 
     config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 
 from easyocc.config import ConfigError, apply_overrides, config_from_dict, load_config, save_config
 from easyocc.errors import InputError
+from easyocc.losses import LossConfig
 from easyocc.training.config import TrainConfig
 
 
@@ -86,3 +89,25 @@ def test_config_names_resolve_to_the_packaged_configs(tmp_path):
         resolve_config_path("nope.yaml")
     with pytest.raises(InputError, match="config file not found"):
         resolve_config_path(tmp_path / "demo.yaml")
+
+
+@dataclass
+class Named:
+    losses: dict[str, LossConfig] = field(default_factory=dict)
+
+
+def test_mappings_of_named_configs_load_and_take_overrides(tmp_path):
+    """``dict[str, Dataclass]`` fields (an experiment's named variants): each entry checked as its dataclass."""
+    path = tmp_path / "n.yaml"
+    path.write_text("losses:\n  a: {ce_weight: 2.0}\n  b: {region: all}\n")
+    config = load_config(Named, path, ["losses.b.ce_weight=0.5"])
+    assert list(config.losses) == ["a", "b"]
+    assert config.losses["a"] == LossConfig(ce_weight=2.0) and config.losses["b"] == LossConfig(0.5, region="all")
+    with pytest.raises(InputError, match=r"losses\.a\.region: 'everywhere' is not one of"):
+        load_config(Named, None, ["losses={a: {region: everywhere}}"])
+    with pytest.raises(InputError, match="losses: expected a mapping"):
+        load_config(Named, None, ["losses=[1]"])
+    with pytest.raises(InputError, match="unknown key 'losses.c'"):
+        load_config(Named, path, ["losses.c.ce_weight=1"])
+    with pytest.raises(InputError, match="losses.a: ce_weight and lovasz_weight must be >= 0"):
+        load_config(Named, None, ["losses={a: {ce_weight: -1.0}}"])

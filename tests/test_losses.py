@@ -98,6 +98,23 @@ def test_class_weights_inverse_sqrt_frequency():
         class_weights_from_counts(np.zeros(NUM_CLASSES))
 
 
+def test_class_weights_inverse_frequency_and_none():
+    counts = np.zeros(NUM_CLASSES, dtype=np.int64)
+    counts[[1, 4, FREE]] = [100, 400, 10_000]
+    weights = class_weights_from_counts(counts, "inverse_frequency")
+    assert weights[1] / weights[4] == pytest.approx(4.0)  # 400 / 100
+    assert weights[4] / weights[FREE] == pytest.approx(25.0)  # 10000 / 400
+    # scaled to mean 1 over the classes that occur: 1/f = 105, 26.25, 1.05 (f = count / 10500)
+    np.testing.assert_allclose(weights[[1, 4, FREE]], np.array([105.0, 26.25, 1.05]) / (132.3 / 3), rtol=1e-6)
+    assert np.all(weights[[0, 2, 3, 16]] == 0)
+    assert np.all(class_weights_from_counts(counts, "none") == 1.0)
+    with pytest.raises(ValueError, match="unknown class weighting 'sqrt'"):
+        class_weights_from_counts(counts, "sqrt")
+    config = config_from_dict(LossConfig, {"class_weighting": "inverse_frequency"})
+    loss = PseudoLoss(config, weights)
+    torch.testing.assert_close(loss.class_weights, torch.from_numpy(weights))
+
+
 def test_class_counts_respect_mask_and_ignore():
     semantics = np.array([[[0, 3, 3, IGNORE, FREE, FREE]]], dtype=np.uint8)
     mask = np.array([[[1, 1, 0, 1, 1, 1]]], dtype=np.uint8)

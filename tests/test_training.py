@@ -118,6 +118,9 @@ def test_tiny_training_lowers_the_loss_and_fills_the_run_folder(dataroot, traine
     assert [r["epoch"] for r in log] == [1, 2, 3, 4] and log[-1]["iteration"] == 12
     assert log[-1]["loss"] < 0.85 * log[0]["loss"]
     assert log[-1]["ce"] < log[0]["ce"] and log[-1]["lovasz"] < log[0]["lovasz"]
+    for record in log:  # each epoch measures its own cost
+        assert 0 < record["iteration_s_median"] <= record["seconds"]
+        assert record["peak_memory_mb"] > 100 and record["memory_kind"] == "process max RSS"
 
 
 def _weights(path: Path) -> dict[str, torch.Tensor]:
@@ -222,3 +225,20 @@ def test_simscenes_train_predict_eval(tiny_simscenes, tmp_path, capsys):
                      "--workers", "1", "--json", str(tmp_path / "eval.json")])
     assert code == 0, capsys.readouterr().err
     assert json.loads((tmp_path / "eval.json").read_text())["num_samples"] == 4  # scene-0002 (val)
+
+
+def test_iteration_clock_medians_intervals_and_reports_peak_memory():
+    import time
+
+    from easyocc.training.cost import IterationClock
+
+    clock = IterationClock(torch.device("cpu"))
+    assert clock.summary()["iteration_s_median"] is None
+    for pause in (0.02, 0.2, 0.02):
+        time.sleep(pause)
+        clock.tick()
+    intervals = clock.intervals()
+    assert len(intervals) == 3 and intervals[1] >= 0.2
+    summary = clock.summary()
+    assert 0.02 <= summary["iteration_s_median"] < 0.15  # the median ignores the one slow iteration
+    assert summary["peak_memory_mb"] > 50 and summary["memory_kind"] == "process max RSS"

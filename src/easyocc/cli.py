@@ -23,6 +23,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("easyocc.predict", "write Occ3D predictions of a trained model for a split"),
     "eval": ("easyocc.evaluation.command", "score predictions against Occ3D ground truth (mIoU, IoU, RayIoU)"),
     "demo": ("easyocc.demo", "the whole job on a small SimScenes: labels, training, prediction, scores, a report"),
+    "compare": ("easyocc.experiments.command",
+                "train named variants on one SimScenes world and compare quality and cost (the paper's tables)"),
 }
 
 

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from easyocc.errors import InputError
+from easyocc.errors import EasyOccError, InputError
 from easyocc.fileio import atomic_write
 
 T = TypeVar("T")
@@ -28,16 +28,29 @@ T = TypeVar("T")
 BUILTIN_CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 
 
-def resolve_config_path(value: str | PathLike) -> Path:
-    """A config file: ``value`` itself when it is a file, else the built-in config of that name (``demo``)."""
+def resolve_config_path(value: str | PathLike, builtin_dir: Path = BUILTIN_CONFIG_DIR, kind: str = "config") -> Path:
+    """A config file: ``value`` itself when it is a file, else the built-in file of that name in ``builtin_dir``
+    (``demo``); ``kind`` names what is looked for in the error."""
     path = Path(value)
     if path.is_file():
         return path
-    builtin = BUILTIN_CONFIG_DIR / f"{path.name}.yaml"
+    builtin = builtin_dir / f"{path.name}.yaml"
     if path.parent == Path(".") and not path.suffix and builtin.is_file():
         return builtin
-    names = ", ".join(sorted(p.stem for p in BUILTIN_CONFIG_DIR.glob("*.yaml")))
-    raise InputError(path, f"config file not found (built-in configs: {names})")
+    names = ", ".join(sorted(p.stem for p in builtin_dir.glob("*.yaml")))
+    raise InputError(path, f"{kind} file not found (built-in {kind}s: {names})")
+
+
+def differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``dotted.key old -> new`` for every value that differs between two nested mappings (sorted by key)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {a!r} -> {b!r}")
+    return out
 
 
 class ConfigError(ValueError):
@@ -74,6 +87,11 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
         item = args[0] if args else Any
         converted = [_convert(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
         return tuple(converted) if origin is tuple else converted
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        key_type, item = args if args else (Any, Any)
+        return {_convert(k, key_type, f"{key} key {k!r}"): _convert(v, item, f"{key}.{k}") for k, v in value.items()}
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value
@@ -111,7 +129,7 @@ def _from_dict(cls: type[T], data: dict, prefix: str = "") -> T:
         return cls(**kwargs)
     except ConfigError:
         raise
-    except ValueError as exc:  # a dataclass's own __post_init__ check
+    except (ValueError, EasyOccError) as exc:  # a dataclass's own __post_init__ check
         raise ConfigError(f"{prefix}: {exc}" if prefix else str(exc)) from None
 
 

@@ -18,10 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from easyocc.errors import EasyOccError, InputError
+from easyocc.errors import EasyOccError
+from easyocc.experiments.stages import VERSION
 
 MARKER = "demo.json"
-VERSION = "v1.0-mini"
+#: The columns of the demo's score table: (header, mask, metric), see ``stages.score_cell``.
+SCORE_COLUMNS = (("mIoU, camera mask", "camera", "mIoU"), ("mIoU, full scene", "none", "mIoU"),
+                 ("mIoU_15, camera mask", "camera", "mIoU_15"), ("IoU, camera mask", "camera", "IoU"),
+                 ("RayIoU", None, "RayIoU"), ("RayIoU@1 / @2 / @4", None, "RayIoU@1/2/4"))
 
 
 @dataclass(frozen=True)
@@ -63,21 +67,10 @@ class DemoPaths:
 
 def claim_output(out: Path, settings: DemoSettings) -> None:
     """Use ``out`` if it is new, empty, or an earlier demo with the same settings; refuse anything else."""
-    from easyocc.fileio import save_json
+    from easyocc.experiments.stages import claim_folder
 
-    marker = out / MARKER
     wanted = {"format": "easyocc-demo/1", "settings": json.loads(json.dumps(asdict(settings)))}
-    if marker.is_file():
-        try:
-            found = json.loads(marker.read_text())
-        except json.JSONDecodeError as exc:
-            raise InputError(marker, f"invalid JSON ({exc})") from None
-        if found != wanted:
-            raise InputError(marker, "an earlier demo with other settings is here; use another --out or delete it")
-        return
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(out, "not empty and not an earlier demo folder; use a new or empty --out")
-    save_json(marker, wanted)
+    claim_folder(out, MARKER, wanted, "demo")
 
 
 # --- stages --------------------------------------------------------------------------------------------------------
@@ -101,27 +94,17 @@ def synth_config(settings: DemoSettings):
 
 
 def synthesize(paths: DemoPaths, settings: DemoSettings) -> str:
-    from easyocc.data.synthetic.generate import generate_dataset, is_finished_dataset
+    from easyocc.experiments.stages import generate_world
 
-    config = synth_config(settings)
-    if is_finished_dataset(paths.data, config):
-        return "reused"
-    generate_dataset(paths.data, config, progress=True)
-    return "generated"
+    return generate_world(paths.data, synth_config(settings))
 
 
 def make_labels(paths: DemoPaths, settings: DemoSettings, workers: int) -> None:
     """``easyocc labels`` on every scene (val too, to score the labels themselves); resumable."""
-    from easyocc.labels import command as labels_command
+    from easyocc.experiments.stages import run_labels
 
-    parser = argparse.ArgumentParser(prog="easyocc labels")
-    labels_command.add_arguments(parser)
-    args = parser.parse_args([
-        "--data", str(paths.data), "--version", VERSION, "--out", str(paths.labels), "--split", "all",
-        "--semantics", "oracle", "--depth", "oracle", "--oracle-noise", settings.noise,
-        "--frames", str(settings.frames), "--min-points", str(settings.min_points), "--workers", str(workers),
-    ])
-    labels_command.run(args)
+    run_labels(paths.data, paths.labels, settings.noise,
+               ["--frames", str(settings.frames), "--min-points", str(settings.min_points)], workers)
 
 
 def train_model(paths: DemoPaths, settings: DemoSettings) -> tuple[Path, str]:
@@ -142,18 +125,19 @@ def train_model(paths: DemoPaths, settings: DemoSettings) -> tuple[Path, str]:
 
 
 def val_keyframes(paths: DemoPaths) -> list:
-    from easyocc.data.occ_dataset import split_keyframes
+    from easyocc.experiments.stages import split_keyframes
 
-    return split_keyframes(paths.data, VERSION, "val")
+    return split_keyframes(paths.data, "val")
 
 
 def write_reference_predictions(paths: DemoPaths, keyframes: list) -> dict[str, Path]:
     """Prediction folders of the references: the pseudo-labels themselves and the trivial baselines."""
     from easyocc.baselines import all_free, height_class_counts, majority_per_height
-    from easyocc.data.occ_dataset import label_path, split_keyframes
+    from easyocc.data.occ_dataset import label_path
+    from easyocc.experiments.stages import split_keyframes, write_label_predictions
     from easyocc.occ3d import read_labels, write_prediction
 
-    train = split_keyframes(paths.data, VERSION, "train")
+    train = split_keyframes(paths.data, "train")
     from_labels = majority_per_height(height_class_counts(read_labels(label_path(paths.labels, kf)) for kf in train))
     from_gt = majority_per_height(height_class_counts(read_labels(label_path(paths.data / "gts", kf)) for kf in train))
     folders = {
@@ -162,9 +146,9 @@ def write_reference_predictions(paths: DemoPaths, keyframes: list) -> dict[str, 
         "majority per height (train labels)": paths.baselines / "majority_per_height_labels",
         "all free": paths.baselines / "all_free",
     }
+    write_label_predictions(paths.labels, keyframes, folders["pseudo-labels"])
     for kf in keyframes:
         name = f"{kf.token}.npz"
-        write_prediction(folders["pseudo-labels"] / name, read_labels(label_path(paths.labels, kf)).semantics)
         write_prediction(folders["majority per height (train GT)"] / name, from_gt)
         write_prediction(folders["majority per height (train labels)"] / name, from_labels)
         write_prediction(folders["all free"] / name, all_free())
@@ -178,42 +162,12 @@ def best_baseline(scores: dict) -> tuple[float, str]:
 
 def score(pred_dir: Path, paths: DemoPaths, expected: int, workers: int) -> dict:
     """The evaluator's reports: camera mask (with RayIoU) and the full scene."""
-    from easyocc.evaluation.runner import evaluate_dirs
+    from easyocc.experiments.stages import score_predictions
 
-    reports = {}
-    for mask in ("camera", "none"):
-        report = evaluate_dirs(pred_dir, paths.data / "gts", mask=mask, allow_missing=True, workers=workers,
-                               progress=False, rayiou=mask == "camera", data_root=str(paths.data), version=VERSION)
-        if report.num_samples != expected:  # a prediction missing for a val keyframe
-            raise EasyOccError(f"{pred_dir}: scored {report.num_samples} keyframes, expected {expected}")
-        reports[mask] = report.to_dict()
-    return reports
+    return score_predictions(pred_dir, paths.data, expected, workers)
 
 
 # --- the report ----------------------------------------------------------------------------------------------------
-
-def _pct(value) -> str:
-    return "n/a" if value is None else f"{value:.1f}"
-
-
-def summary_row(name: str, reports: dict) -> str:
-    cam, full = reports["camera"], reports["none"]
-    ray = cam["rayiou"]
-    return (f"| {name} | {_pct(cam['mIoU'])} | {_pct(full['mIoU'])} | {_pct(cam['mIoU_15'])} | {_pct(cam['IoU'])} "
-            f"| {_pct(ray['RayIoU'])} | {_pct(ray['RayIoU@1'])} / {_pct(ray['RayIoU@2'])} / {_pct(ray['RayIoU@4'])} |")
-
-
-def per_class_table(scores: dict[str, dict]) -> list[str]:
-    from easyocc.occ3d import CLASS_NAMES
-
-    names = list(scores)
-    lines = ["| class | " + " | ".join(names) + " |", "| --- |" + " ---: |" * len(names)]
-    for cls in CLASS_NAMES:
-        values = [scores[n]["camera"]["per_class"][cls] for n in names]
-        if all(v is None for v in values):
-            continue
-        lines.append(f"| {cls} | " + " | ".join(_pct(v) for v in values) + " |")
-    return lines
 
 
 def middle_keyframe_panels(paths: DemoPaths, keyframes: list, folders: dict[str, Path]) -> tuple[list, str]:
@@ -236,6 +190,7 @@ def middle_keyframe_panels(paths: DemoPaths, keyframes: list, folders: dict[str,
 
 def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scores: dict, folders: dict,
                  seconds: dict, train_info: dict) -> Path:
+    from easyocc.experiments.stages import per_class_table, score_table, time_table
     from easyocc.fileio import atomic_write, save_json
     from easyocc.viz import save_bev_panels, save_per_class_chart
 
@@ -269,10 +224,7 @@ def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scor
         "",
         "## Val scores (%)",
         "",
-        "| | mIoU, camera mask | mIoU, full scene | mIoU_15, camera mask | IoU, camera mask | RayIoU | "
-        "RayIoU@1 / @2 / @4 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
-        *[summary_row(name, reports) for name, reports in scores.items()],
+        *score_table(scores, SCORE_COLUMNS),
         "",
         "mIoU: the official Occ3D protocol (one confusion matrix over the set, mean over the classes 0-16 present in "
         "GT or prediction) under the GT camera mask, or on every voxel (full scene); mIoU_15 drops `others` and "
@@ -295,9 +247,7 @@ def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scor
         "",
         "## Time (s)",
         "",
-        "| stage | seconds | |",
-        "| --- | ---: | --- |",
-        *[f"| {stage} | {sec:.1f} | {note} |" for stage, (sec, note) in seconds.items()],
+        *time_table(seconds),
         "",
         "## The same with the commands",
         "",

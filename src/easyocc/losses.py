@@ -26,8 +26,9 @@ class LossConfig:
 
     ce_weight: float = 1.0
     lovasz_weight: float = 1.0
-    #: Cross-entropy class weights from the training labels' class frequencies (OccNeRF: 1 / sqrt(frequency)).
-    class_weighting: Literal["inverse_sqrt_frequency", "none"] = "inverse_sqrt_frequency"
+    #: Cross-entropy class weights from the training labels' class frequencies: 1 / sqrt(frequency) (OccNeRF's),
+    #: 1 / frequency, or none (every class 1).
+    class_weighting: Literal["inverse_sqrt_frequency", "inverse_frequency", "none"] = "inverse_sqrt_frequency"
     #: Lovász over the classes present in the batch's labels, or over all 18.
     lovasz_classes: Literal["present", "all"] = "present"
     #: Lovász over all (labelled) voxels, or only over voxels labelled occupied (not free).
@@ -85,17 +86,24 @@ def class_counts(semantics: np.ndarray, mask: np.ndarray | None = None) -> np.nd
     return np.bincount(values.reshape(-1), minlength=256)[:NUM_CLASSES].astype(np.int64)
 
 
-def class_weights_from_counts(counts: np.ndarray) -> np.ndarray:
-    """Cross-entropy weights (18,) float32: 1 / sqrt(frequency), scaled to mean 1 over the classes that occur.
+def class_weights_from_counts(counts: np.ndarray, method: str = "inverse_sqrt_frequency") -> np.ndarray:
+    """Cross-entropy weights (18,) float32 from per-class voxel counts (18,).
 
-    A class that never occurs gets weight 0: it is never a target, so its weight never matters.
+    ``inverse_sqrt_frequency``: 1 / sqrt(frequency); ``inverse_frequency``: 1 / frequency; both scaled to mean 1
+    over the classes that occur, and a class that never occurs gets weight 0 (it is never a target, so its weight
+    never matters). ``none``: 1 for every class.
     """
     counts = np.asarray(counts, dtype=np.float64)
     if counts.shape != (NUM_CLASSES,) or counts.sum() <= 0:
         raise ValueError(f"class counts must be ({NUM_CLASSES},) with a positive sum, got {counts}")
+    if method == "none":
+        return np.ones(NUM_CLASSES, dtype=np.float32)
+    exponent = {"inverse_sqrt_frequency": 0.5, "inverse_frequency": 1.0}.get(method)
+    if exponent is None:
+        raise ValueError(f"unknown class weighting '{method}' (known: inverse_sqrt_frequency, inverse_frequency, none)")
     present = counts > 0
     weights = np.zeros(NUM_CLASSES)
-    weights[present] = 1.0 / np.sqrt(counts[present] / counts.sum())
+    weights[present] = (counts[present] / counts.sum()) ** -exponent
     return (weights / weights[present].mean()).astype(np.float32)
 
 

@@ -105,6 +105,32 @@ def save_per_class_chart(path: str | PathLike, series: dict[str, dict[str, float
     _save(fig, path)
 
 
+def save_grouped_bars(path: str | PathLike, groups: dict[str, dict[str, float]], ylabel: str, title: str) -> None:
+    """Vertical bars, one group per key of ``groups`` (e.g. a model), one bar per metric inside it (metric -> value;
+    nan or missing: no bar), each bar labelled with its value."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(m for values in groups.values() for m in values))
+    width = 0.8 / max(1, len(metrics))
+    x = np.arange(len(groups))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(groups) * max(1, len(metrics)) ** 0.5 + 2), 4.2))
+    for i, metric in enumerate(metrics):
+        v = np.array([values.get(metric, np.nan) for values in groups.values()], dtype=float)
+        bars = ax.bar(x + (i - (len(metrics) - 1) / 2) * width, np.nan_to_num(v), width=width, label=metric)
+        ax.bar_label(bars, labels=["" if np.isnan(a) else f"{a:.1f}" for a in v], fontsize=7, padding=1)
+    ax.set_xticks(x)
+    ax.set_xticklabels(list(groups), rotation=20 if len(groups) > 4 else 0, ha="right" if len(groups) > 4 else "center",
+                       fontsize=8)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
 def camera_mosaic(images: dict[str, np.ndarray], layout=MOSAIC_LAYOUT) -> np.ndarray:
     """Tile six (H, W, 3) uint8 camera images of equal size into a 2 x 3 mosaic (2H, 3W, 3)."""
     rows = [np.concatenate([images[name] for name in row], axis=1) for row in layout]

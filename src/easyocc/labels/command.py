@@ -137,21 +137,11 @@ def manifest_for(config: LabelConfig, semantics_fingerprint: str, depth_fingerpr
     }
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} {a!r} -> {b!r}")
-    return out
-
-
 def check_or_write_manifest(out: Path, manifest: dict) -> None:
     """Write ``out/manifest.json``, or refuse when one written with other settings is there."""
     import json
 
+    from easyocc.config import differences
     from easyocc.fileio import save_json
 
     path = out / MANIFEST
@@ -161,7 +151,7 @@ def check_or_write_manifest(out: Path, manifest: dict) -> None:
         except json.JSONDecodeError as exc:
             raise InputError(path, f"unreadable manifest ({exc}); remove it only if the labels beside it are "
                                    "yours to discard") from None
-        diff = _differences(old, manifest)
+        diff = differences(old, manifest)
         if diff:
             shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
             raise InputError(path, f"labels here were made with other settings ({shown}); use another --out")

@@ -3,8 +3,9 @@
 A run folder holds ``config.yaml`` (the resolved config), ``class_weights.json``, ``checkpoints/last.pt`` (model,
 optimiser, scheduler, loss scaler, RNG states and position; rewritten atomically at every epoch end and every
 ``checkpoint_every`` iterations), ``model.pt`` (weights + config, at the end), ``train_log.jsonl`` (one line per
-epoch) and ``tb/`` (TensorBoard). The data order is a function of the seed and the epoch only, so a run resumed from
-any checkpoint ends with the same weights as an uninterrupted one.
+epoch: losses, seconds, median seconds per iteration, peak memory) and ``tb/`` (TensorBoard). The data order is a
+function of the seed and the epoch only, so a run resumed from any checkpoint ends with the same weights as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from easyocc.models.easyocc import EasyOccModel, build_model
 from easyocc.occ3d import CLASS_NAMES, read_labels
 from easyocc.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from easyocc.training.config import OptimConfig, TrainConfig
+from easyocc.training.cost import IterationClock
 from easyocc.training.distributed import (
     DistContext,
     EpochSampler,
@@ -99,7 +101,7 @@ def compute_class_weights(dataset: OccDataset, config: TrainConfig, context: Dis
         "region": config.loss.region,
         "classes": list(CLASS_NAMES),
         "counts": counts.tolist(),
-        "weights": class_weights_from_counts(counts).tolist(),
+        "weights": class_weights_from_counts(counts, config.loss.class_weighting).tolist(),
     }
 
 
@@ -291,10 +293,12 @@ class _Run:
         count = position["count"] if carried else 0
         self.sampler.set_epoch(epoch, start * config.optim.batch_size)
         started = time.perf_counter()
+        clock = IterationClock(self.device)
         bar = tqdm(loader, total=self.iterations_per_epoch, initial=start, unit="it", dynamic_ncols=True,
                    desc=f"epoch {epoch + 1}/{config.optim.epochs}", disable=not self.show_progress)
         for batch_index, batch in enumerate(bar, start=start):
             values = self._step(batch)
+            clock.tick()
             sums += values
             count += 1
             iteration += 1
@@ -312,7 +316,7 @@ class _Run:
             raise EasyOccError(f"the mean loss of epoch {epoch + 1} is {means['loss']}: training diverged")
         if self.context.is_main:
             record = {"epoch": epoch + 1, "iteration": iteration, **means,
-                      "seconds": round(time.perf_counter() - started, 2)}
+                      "seconds": round(time.perf_counter() - started, 2), **clock.summary()}
             _write_log_line(self.run_dir / LOG_FILE, record)
             for k in LOSS_KEYS:
                 self.writer.add_scalar(f"epoch/{k}", means[k], epoch + 1)

@@ -1,0 +1,236 @@
+"""The report of an experiment: ``report.md`` (every protocol named, per-class IoU, cost with ratios against the
+reference variant), ``results.json``, ``results.csv``, ``per_class.csv``, ``scores.png`` and ``per_class_iou.png``."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from easyocc.config import config_to_dict
+from easyocc.experiments.stages import per_class_table, ray_scores, score_table, time_table
+from easyocc.fileio import atomic_write, save_json
+
+#: Mask -> how the report names it, in the order of its columns.
+MASK_TITLES = {"camera": "camera mask", "none": "full scene", "lidar": "LiDAR mask",
+               "camera+lidar": "camera AND LiDAR mask"}
+VOXEL_METRICS = ("mIoU", "mIoU_15", "IoU")
+RAY_METRICS = ("RayIoU", "RayIoU@1", "RayIoU@2", "RayIoU@4")
+#: The cost numbers compared with the reference variant: key -> column title.
+RATIO_KEYS = {"iteration_s_median": "s / iteration", "peak_memory_mb": "peak memory", "train_s": "training time"}
+
+
+def scored_masks(results: dict) -> list[str]:
+    """The masks any predictor was scored with, in the report's order."""
+    used = {m for r in results.values() for m in r.get("scores", {})}
+    return [m for m in MASK_TITLES if m in used]
+
+
+def score_columns(masks: list[str]) -> list[tuple[str, str | None, str]]:
+    """(header, mask, metric) of the quality table: mIoU, mIoU_15 and IoU under each mask, then RayIoU."""
+    columns = [(f"{metric}, {MASK_TITLES[m]}", m, metric) for metric in VOXEL_METRICS for m in masks]
+    return columns + [("RayIoU", None, "RayIoU"), ("RayIoU@1 / @2 / @4", None, "RayIoU@1/2/4")]
+
+
+def ratio(value, reference) -> float | None:
+    if value is None or reference in (None, 0):
+        return None
+    return value / reference
+
+
+def cost_ratios(results: dict, reference: str) -> dict[str, dict[str, float | None]]:
+    """variant -> key -> its cost over the reference variant's (same run), for the keys of ``RATIO_KEYS``."""
+    ref = results[reference].get("cost") or {}
+    return {name: {k: ratio((r.get("cost") or {}).get(k), ref.get(k)) for k in RATIO_KEYS}
+            for name, r in results.items() if r["kind"] == "variant"}
+
+
+def _times(value) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _num(value, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def cost_table(results: dict, reference: str) -> list[str]:
+    ratios = cost_ratios(results, reference)
+    lines = ["| variant | epochs / iterations | s / iteration (median) | vs ref | peak memory (MiB) | vs ref "
+             "| training (s, epochs) | vs ref | wall (s) | mean load (1 min) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for name, r in results.items():
+        if r["kind"] != "variant":
+            continue
+        c = r.get("cost") or {}
+        q = ratios[name]
+        lines.append(f"| {name} | {c.get('epochs', '-')} / {c.get('iterations', '-')} "
+                     f"| {_num(c.get('iteration_s_median'), 3)} | {_times(q['iteration_s_median'])} "
+                     f"| {_num(c.get('peak_memory_mb'), 0)} | {_times(q['peak_memory_mb'])} "
+                     f"| {_num(c.get('train_s'))} | {_times(q['train_s'])} | {_num(c.get('wall_s'))} "
+                     f"| {_num(c.get('load_1min_mean'), 2)} |")
+    return lines
+
+
+def label_set_summary(settings) -> str:
+    """A label set's settings in words: frames and min points, and whatever else differs from the defaults."""
+    from easyocc.labels.config import LabelConfig
+
+    default = LabelConfig().manifest()
+    mine = settings.manifest()
+    extra = [f"{k} {v}" for k, v in mine.items() if k not in ("frames", "min_points") and v != default[k]]
+    return ", ".join([f"{settings.frames} past frames", f"min points {settings.min_points}", *extra])
+
+
+def results_rows(results: dict, masks: list[str], reference: str) -> list[dict]:
+    """One flat row per predictor: every score under every mask, RayIoU, cost and its ratios (CSV)."""
+    ratios = cost_ratios(results, reference)
+    rows = []
+    for name, r in results.items():
+        scores = r.get("scores", {})
+        row = {"predictor": name, "kind": r["kind"], "label_set": r["label_set"], "status": r["status"]}
+        for mask in masks:
+            for metric in VOXEL_METRICS:
+                row[f"{metric} ({MASK_TITLES[mask]})"] = scores.get(mask, {}).get(metric)
+        ray = ray_scores(scores) or {}
+        row.update({metric: ray.get(metric) for metric in RAY_METRICS})
+        cost = r.get("cost") or {}
+        for key in ("epochs", "iterations", "iteration_s_median", "peak_memory_mb", "memory_kind", "train_s",
+                    "wall_s", "load_1min_mean"):
+            row[key] = cost.get(key)
+        for key in RATIO_KEYS:
+            row[f"{key} / reference"] = ratios.get(name, {}).get(key)
+        rows.append(row)
+    return rows
+
+
+def per_class_rows(results: dict) -> list[dict]:
+    from easyocc.occ3d import CLASS_NAMES, NUM_SEMANTIC_CLASSES
+
+    rows = []
+    for name, r in results.items():
+        for mask, report in r.get("scores", {}).items():
+            rows.append({"predictor": name, "mask": mask,
+                         **{c: report["per_class"][c] for c in CLASS_NAMES[:NUM_SEMANTIC_CLASSES]}})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    buffer = io.StringIO()
+    fields = list(dict.fromkeys(k for row in rows for k in row))
+    writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({k: ("" if v is None else round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+                     for row in rows)
+    with atomic_write(path, "w") as handle:
+        handle.write(buffer.getvalue())
+
+
+def write_plots(report_dir: Path, results: dict, masks: list[str], title: str) -> None:
+    from easyocc.viz import save_grouped_bars, save_per_class_chart
+
+    groups = {}
+    for name, r in results.items():
+        scores = r.get("scores", {})
+        values = {f"mIoU, {MASK_TITLES[m]}": scores[m]["mIoU"] for m in masks if m in scores}
+        ray = ray_scores(scores)
+        if ray is not None:
+            values["RayIoU"] = ray["RayIoU"]
+        groups[name] = {k: np.nan if v is None else v for k, v in values.items()}
+    save_grouped_bars(report_dir / "scores.png", groups, "%", f"{title}: val scores")
+    chart_mask = masks[0]
+    chart = {name: {c: (np.nan if v is None else v) for c, v in r["scores"][chart_mask]["per_class"].items()
+                    if c != "free"} for name, r in results.items() if chart_mask in r.get("scores", {})}
+    save_per_class_chart(report_dir / "per_class_iou.png", chart,
+                         f"Per-class IoU on the val scenes ({MASK_TITLES[chart_mask]})")
+
+
+def write_report(experiment, paths, results: dict, seconds: dict, host: dict, num_val: int) -> Path:
+    """Write the report folder; returns the path of ``report.md``."""
+    config = experiment.config
+    reference = config.reference_variant
+    masks = scored_masks(results)
+    report_dir = paths.report
+    report_dir.mkdir(parents=True, exist_ok=True)
+    write_plots(report_dir, results, masks, experiment.name)
+    rows = results_rows(results, masks, reference)
+    write_csv(report_dir / "results.csv", rows)
+    write_csv(report_dir / "per_class.csv", per_class_rows(results))
+    save_json(report_dir / "results.json", {
+        "experiment": experiment.name, "file": str(experiment.path), "definition": config_to_dict(config),
+        "reference_variant": reference, "machine": host, "num_val_keyframes": num_val,
+        "seconds": {k: round(v[0], 1) for k, v in seconds.items()}, "predictors": results})
+
+    world = config.world
+    memory_kind = next((r["cost"]["memory_kind"] for r in results.values() if (r.get("cost") or {}).get("memory_kind")),
+                       "n/a")
+    protocols = {**next((rep["protocols"] for r in results.values() for rep in r.get("scores", {}).values()), {})}
+    failed = [f"- variant `{n}` {r['status']}" for n, r in results.items() if r["status"].startswith("failed")]
+    load = f"{host['load_1min_at_start']:.2f} at the start, {host['load_1min_at_end']:.2f} at the end"
+    lines = [
+        f"# Experiment `{experiment.name}`",
+        "",
+        *([config.description.strip(), ""] if config.description.strip() else []),
+        f"SimScenes, {world.scenes} scenes x {world.keyframes} keyframes at {world.image_size[0]}x"
+        f"{world.image_size[1]} (seed {world.seed}); labels from the oracle sources with `{config.sources.noise}` "
+        f"noise; every variant trains on the train scenes' pseudo-labels and is scored on the {num_val} keyframes of "
+        f"the val scenes against the exact ground truth. Cost ratios are against `{reference}`, measured in the "
+        "same run.",
+        "",
+        f"Machine: {host['cpu']} ({host['cpu_count']} CPUs), GPU: {host['gpu'] or 'none'}, torch {host['torch']}; "
+        f"1-minute load average {load}.",
+        "",
+        *failed, *([""] if failed else []),
+        "## Variants",
+        "",
+        "| variant | label set | training config and overrides | description |",
+        "| --- | --- | --- | --- |",
+        *[f"| {n} | {v.labels} | `{v.config or config.training.config}`"
+          + "".join(f" `{o}`" for o in [*config.training.overrides, *v.overrides])
+          + (f" `optim.epochs={config.training.epochs}`" if config.training.epochs else "")
+          + f" | {v.description} |" for n, v in config.variants.items()],
+        "",
+        "| label set | settings |",
+        "| --- | --- |",
+        *[f"| {n} | {label_set_summary(config.label_sets[n])} |" for n in config.used_label_sets()],
+        "",
+        "## Val scores (%)",
+        "",
+        *score_table({n: r.get("scores", {}) for n, r in results.items()}, score_columns(masks)),
+        "",
+        "Protocols (the evaluator's own words):",
+        "",
+        *[f"- `{k}`: {v}" for k, v in protocols.items()],
+        "",
+        "The pseudo-labels rows score the labels of the val scenes themselves: the teacher, not a baseline.",
+        "",
+        "![scores](scores.png)",
+        "",
+        "## Cost of training",
+        "",
+        *cost_table(results, reference),
+        "",
+        f"s / iteration: the median over the epochs of each epoch's median wall time per iteration (data loading "
+        f"included), measured by the training process itself; peak memory: {memory_kind} of that process (each "
+        "variant trains in its own); training: the epochs' seconds summed; wall: the training processes' whole "
+        "time (start-up, class statistics, saving). The load includes the training itself.",
+        "",
+    ]
+    for mask in masks:
+        lines += [f"## Per-class IoU ({MASK_TITLES[mask]})", "",
+                  *per_class_table({n: r.get("scores", {}) for n, r in results.items()}, mask), ""]
+    lines += [
+        "![per-class IoU](per_class_iou.png)",
+        "",
+        "## Time (s)",
+        "",
+        *time_table(seconds),
+        "",
+        "Files: `results.json` (everything, confusion matrices included), `results.csv` (one row per predictor), "
+        "`per_class.csv`, `scores.png`, `per_class_iou.png`.",
+        "",
+    ]
+    with atomic_write(report_dir / "report.md", "w") as handle:
+        handle.write("\n".join(lines))
+    return report_dir / "report.md"

@@ -1,0 +1,213 @@
+"""``easyocc compare``: experiment files are checked before anything runs; on a tiny world with two variants the
+runner trains, predicts, scores and reports, reuses what is finished, and refuses other settings in its folder."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from easyocc import cli
+from easyocc.errors import InputError
+from easyocc.experiments.definition import BUILTIN_EXPERIMENT_DIR, load_experiment
+from model_fixtures import TINY_OVERRIDES
+
+#: A tiny world and a tiny network: two variants that differ only in the CE class weights.
+TINY_EXPERIMENT = {
+    "description": "Two variants on a tiny world.",
+    "world": {"scenes": 2, "keyframes": 3, "image_size": [160, 90], "seed": 0},
+    "label_sets": {"past2": {"frames": 2}},
+    "training": {"config": "demo", "epochs": 1, "overrides": TINY_OVERRIDES},
+    "variants": {
+        "sqrt": {"labels": "past2", "description": "1/sqrt(frequency)"},
+        "inverse": {"labels": "past2", "overrides": ["loss.class_weighting=inverse_frequency"]},
+    },
+}
+
+
+def write_experiment(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+# --- the definition ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("change, message", [
+    ({"world": {"scenes": 2, "keyframez": 3}}, "unknown key 'world.keyframez'"),
+    ({"variants": {"a": {"labels": "past3"}}}, "variant 'a': unknown label set 'past3' (label sets: past2)"),
+    ({"variants": {"a": {"labels": "past2", "config": "nope"}}},
+     "variant 'a': training config 'nope': config file not found (built-in configs: demo, labels, paper)"),
+    ({"variants": {"a": {"labels": "past2", "overrides": ["loss.weight=1"]}}},
+     "variant 'a': unknown key 'loss.weight' in override 'loss.weight=1'"),
+    ({"variants": {"a b": {"labels": "past2"}}}, "variant name 'a b' is not a folder name"),
+    ({"reference": "c"}, "reference: unknown variant 'c' (variants: sqrt, inverse)"),
+    ({"variants": {}}, "an experiment needs at least one variant"),
+    ({"label_sets": {"past2": {"frames": -1}}}, "label_sets.past2: invalid label settings: frames must be >= 0"),
+    ({"world": {"scenes": 1}}, "world: scenes must be at least 2"),
+])
+def test_bad_experiment_files_are_one_line_errors_naming_the_file(tmp_path, change, message):
+    path = write_experiment(tmp_path / "bad.yaml", {**TINY_EXPERIMENT, **change})
+    with pytest.raises(InputError) as info:
+        load_experiment(path)
+    text = str(info.value)
+    assert text.startswith(f"{path}: ") and message in text and "\n" not in text
+
+
+def test_cli_errors_write_nothing(tmp_path, capsys):
+    path = write_experiment(tmp_path / "bad.yaml", {**TINY_EXPERIMENT, "variants": {"a": {"labels": "nope"}}})
+    out = tmp_path / "out"
+    assert cli.main(["compare", "--experiment", str(path), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"easyocc compare: error: {path}: variant 'a': unknown label set") and err.count("\n") == 1
+    assert cli.main(["compare", "--experiment", "nope", "--out", str(out)]) == 2
+    assert "experiment file not found (built-in experiments: compare, label_window" in capsys.readouterr().err
+    assert cli.main(["compare", "--experiment", str(write_experiment(tmp_path / "ok.yaml", TINY_EXPERIMENT)),
+                     "--out", str(out), "--set", "training.epochs=0"]) == 2
+    assert "training: epochs must be at least 1" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_variants_resolve_with_overrides_in_order(tmp_path):
+    own = tmp_path / "mine.yaml"  # a training config file beside the experiment, named relative to it
+    own.write_text("seed: 5\n")
+    data = {**TINY_EXPERIMENT, "variants": {**TINY_EXPERIMENT["variants"], "own": {"labels": "past2",
+                                                                               "config": "mine.yaml"}}}
+    experiment = load_experiment(write_experiment(tmp_path / "e.yaml", data),
+                                 ["variants.sqrt.overrides=[optim.epochs=3]", "world.seed=4"])
+    assert experiment.name == "e" and experiment.config.world.seed == 4
+    assert experiment.config.reference_variant == "sqrt" and experiment.config.masks_of("inverse") == ["camera", "none"]
+    sqrt, inverse, own_config = (experiment.training[n] for n in ("sqrt", "inverse", "own"))
+    assert sqrt.optim.epochs == 3 and inverse.optim.epochs == 1  # the variant's own overrides come last
+    assert inverse.loss.class_weighting == "inverse_frequency" and sqrt.loss.class_weighting == "inverse_sqrt_frequency"
+    assert sqrt.model.volume_channels == 4 and sqrt.data.version == "v1.0-mini" and sqrt.data.split == "train"
+    assert own_config.seed == 5 and own_config.model.backbone == "resnet18"
+
+
+def test_shipped_experiments_load_and_give_every_row_the_same_budget_and_seed(capsys):
+    names = sorted(p.stem for p in BUILTIN_EXPERIMENT_DIR.glob("*.yaml"))
+    assert {"compare", "loss_balancing", "lovasz", "region", "label_window"} <= set(names)
+    for name in names:
+        experiment = load_experiment(name)
+        budgets = {(c.optim.epochs, c.optim.batch_size, c.data.image_size) for c in experiment.training.values()}
+        assert len(budgets) == 1, name
+        if name != "seeds":
+            assert {c.seed for c in experiment.training.values()} == {0}, name
+        assert experiment.config.world.scenes == 6 and experiment.config.sources.noise == "realistic"
+    window = load_experiment("label_window").config
+    assert [window.label_sets[window.variants[v].labels].frames for v in window.variants] == [0, 3, 13]
+    assert load_experiment("region").training["all"].loss.region == "all"
+    assert cli.main(["compare", "--list"]) == 0
+    listed = capsys.readouterr().out
+    assert all(line.split()[0] in names for line in listed.splitlines()) and len(listed.splitlines()) == len(names)
+
+
+# --- the runner on a tiny world ------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_experiment(tmp_path_factory):
+    """(experiment file, output folder) after one run."""
+    base = tmp_path_factory.mktemp("experiment")
+    path = write_experiment(base / "tiny.yaml", TINY_EXPERIMENT)
+    out = base / "out"
+    assert cli.main(["compare", "--experiment", str(path), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    return path, out
+
+
+@pytest.mark.slow
+def test_report_holds_every_protocol_cost_and_file(tiny_experiment):
+    _, out = tiny_experiment
+    report = out / "report"
+    results = json.loads((report / "results.json").read_text())
+    predictors = results["predictors"]
+    assert list(predictors) == ["sqrt", "inverse", "pseudo-labels (past2)"]
+    assert results["reference_variant"] == "sqrt" and results["num_val_keyframes"] == 3
+    for name in ("sqrt", "inverse"):
+        p = predictors[name]
+        assert p["status"] == "trained" and set(p["scores"]) == {"camera", "none"}
+        assert p["scores"]["camera"]["rayiou"]["num_rays"] > 0 and "rayiou" not in p["scores"]["none"]
+        cost = p["cost"]
+        assert cost["epochs"] == 1 and cost["iterations"] == 3  # scene-0001's three keyframes, one epoch
+        assert 0 < cost["iteration_s_median"] < cost["train_s"] <= cost["wall_s"]
+        assert cost["peak_memory_mb"] > 200 and cost["memory_kind"] == "process max RSS"
+    weights = json.loads((out / "variants" / "inverse" / "run" / "class_weights.json").read_text())
+    assert weights["method"] == "inverse_frequency"
+    assert predictors["pseudo-labels (past2)"]["scores"]["camera"]["mIoU"] > 5.0
+    text = (report / "report.md").read_text()
+    for needle in ("| sqrt |", "| inverse |", "| pseudo-labels (past2) |", "mIoU, camera mask", "mIoU, full scene",
+                   "mIoU_15, camera mask", "IoU, full scene", "RayIoU@1 / @2 / @4", "Occ3D mIoU (camera mask",
+                   "## Cost of training", "## Per-class IoU (full scene)", "1.00x", "2 past frames"):
+        assert needle in text, needle
+    rows = list(csv.DictReader((report / "results.csv").open()))
+    assert [r["predictor"] for r in rows] == list(predictors)
+    assert float(rows[0]["iteration_s_median / reference"]) == 1.0
+    assert float(rows[1]["mIoU (camera mask)"]) == pytest.approx(predictors["inverse"]["scores"]["camera"]["mIoU"],
+                                                                 abs=1e-4)
+    per_class = list(csv.DictReader((report / "per_class.csv").open()))
+    assert len(per_class) == 6 and {r["mask"] for r in per_class} == {"camera", "none"}
+    for png in ("scores.png", "per_class_iou.png"):
+        assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow
+def test_report_numbers_equal_easyocc_eval_on_the_same_predictions(tiny_experiment, tmp_path, capsys):
+    _, out = tiny_experiment
+    data = out / "simscenes"
+    predictors = json.loads((out / "report" / "results.json").read_text())["predictors"]
+    for name, folder in (("inverse", out / "variants" / "inverse" / "predictions"),
+                         ("pseudo-labels (past2)", out / "references" / "pseudo-labels-past2" / "predictions")):
+        for mask in ("camera", "none"):
+            report = tmp_path / f"{mask}.json"
+            flags = ["--rayiou", "--data", str(data), "--version", "v1.0-mini"] if mask == "camera" else []
+            assert cli.main(["eval", "--pred", str(folder), "--gt", str(data / "gts"), "--mask", mask,
+                             "--allow-missing", "--workers", "1", "--json", str(report), *flags]) == 0
+            separate, ours = json.loads(report.read_text()), predictors[name]["scores"][mask]
+            for key in ("mIoU", "mIoU_15", "IoU", "per_class", "confusion_matrix", "num_samples"):
+                assert ours[key] == separate[key], (name, mask, key)
+            if mask == "camera":
+                assert ours["rayiou"] == separate["rayiou"]
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_rerun_reuses_finished_stages_and_trains_only_a_new_variant(tiny_experiment, tmp_path, capsys):
+    path, out = tiny_experiment
+    finished = [out / "variants" / n / "run" / "model.pt" for n in ("sqrt", "inverse")]
+    stamps = [p.stat().st_mtime_ns for p in finished]
+    scores = (out / "variants" / "sqrt" / "scores.json").stat().st_mtime_ns
+    data = {**TINY_EXPERIMENT, "variants": {**TINY_EXPERIMENT["variants"],
+                                            "none": {"labels": "past2", "overrides": ["loss.class_weighting=none"]}}}
+    grown = write_experiment(path.parent / "grown.yaml", data)  # the same folder, one more variant
+    assert cli.main(["compare", "--experiment", str(grown), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert [p.stat().st_mtime_ns for p in finished] == stamps
+    assert (out / "variants" / "sqrt" / "scores.json").stat().st_mtime_ns == scores
+    results = json.loads((out / "report" / "results.json").read_text())["predictors"]
+    assert [results[n]["status"] for n in ("sqrt", "inverse", "none")] == ["reused", "reused", "trained"]
+    assert json.loads((out / "variants" / "none" / "run" / "class_weights.json").read_text())["weights"] == [1.0] * 18
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_other_settings_in_the_same_folder_are_refused_before_anything_runs(tiny_experiment, tmp_path, capsys):
+    path, out = tiny_experiment
+    marker = out / "variants" / "inverse" / "variant.json"
+    before = marker.read_text()
+    # A description is no setting of any stage: the same folder serves.
+    assert cli.main(["compare", "--experiment", str(path), "--out", str(out), "--quiet", "--workers", "1",
+                     "--set", "description=renamed"]) == 0
+    capsys.readouterr()
+    assert cli.main(["compare", "--experiment", str(path), "--out", str(out), "--quiet",
+                     "--set", "variants.inverse.overrides=[loss.region=all]"]) == 2
+    err = capsys.readouterr().err
+    assert f"{marker}: an earlier variant with other settings is here (training.loss.class_weighting " \
+           "'inverse_frequency' -> 'inverse_sqrt_frequency'; training.loss.region 'camera' -> 'all')" in err
+    assert marker.read_text() == before
+    assert cli.main(["compare", "--experiment", str(path), "--out", str(out), "--set", "world.seed=1"]) == 2
+    assert "experiment.json: an earlier experiment with other settings is here (world.seed 0 -> 1)" in \
+           capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("mine")
+    assert cli.main(["compare", "--experiment", str(path), "--out", str(tmp_path)]) == 2
+    assert "not empty and not an earlier experiment folder" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
