@@ -172,21 +172,29 @@ def test_report_numbers_equal_easyocc_eval_on_the_same_predictions(tiny_experime
 
 
 @pytest.mark.slow
-def test_rerun_reuses_finished_stages_and_trains_only_a_new_variant(tiny_experiment, tmp_path, capsys):
+def test_rerun_reuses_finished_stages_trains_new_variants_and_reports_failed_ones(tiny_experiment, tmp_path,
+                                                                                   capsys):
     path, out = tiny_experiment
     finished = [out / "variants" / n / "run" / "model.pt" for n in ("sqrt", "inverse")]
     stamps = [p.stat().st_mtime_ns for p in finished]
     scores = (out / "variants" / "sqrt" / "scores.json").stat().st_mtime_ns
-    data = {**TINY_EXPERIMENT, "variants": {**TINY_EXPERIMENT["variants"],
-                                            "none": {"labels": "past2", "overrides": ["loss.class_weighting=none"]}}}
-    grown = write_experiment(path.parent / "grown.yaml", data)  # the same folder, one more variant
-    assert cli.main(["compare", "--experiment", str(grown), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    missing = tmp_path / "r18.pth"
+    data = {**TINY_EXPERIMENT, "variants": {
+        **TINY_EXPERIMENT["variants"],
+        "broken": {"labels": "past2", "overrides": [f"model.pretrained={missing}"]},  # fails once training starts
+        "none": {"labels": "past2", "overrides": ["loss.class_weighting=none"]}}}
+    grown = write_experiment(path.parent / "grown.yaml", data)  # the same folder, two more variants
+    assert cli.main(["compare", "--experiment", str(grown), "--out", str(out), "--workers", "1", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"easyocc compare: error: variant(s) failed: broken (easyocc train: error: {missing}: pretrained " \
+           "weights not found)" in err
     assert [p.stat().st_mtime_ns for p in finished] == stamps
     assert (out / "variants" / "sqrt" / "scores.json").stat().st_mtime_ns == scores
     results = json.loads((out / "report" / "results.json").read_text())["predictors"]
     assert [results[n]["status"] for n in ("sqrt", "inverse", "none")] == ["reused", "reused", "trained"]
+    assert results["broken"]["status"].startswith("failed: easyocc train: error:") and "scores" not in results["broken"]
+    assert "- variant `broken` failed: easyocc train: error:" in (out / "report" / "report.md").read_text()
     assert json.loads((out / "variants" / "none" / "run" / "class_weights.json").read_text())["weights"] == [1.0] * 18
-    capsys.readouterr()
 
 
 @pytest.mark.slow

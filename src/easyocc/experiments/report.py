@@ -10,14 +10,17 @@ from pathlib import Path
 import numpy as np
 
 from easyocc.config import config_to_dict
+from easyocc.experiments.definition import variant_overrides
 from easyocc.experiments.stages import per_class_table, ray_scores, score_table, time_table
 from easyocc.fileio import atomic_write, save_json
 
-#: Mask -> how the report names it, in the order of its columns.
+#: Mask -> how the report names it, in the order of its columns (that of ``MASK_KEYS``).
 MASK_TITLES = {"camera": "camera mask", "none": "full scene", "lidar": "LiDAR mask",
                "camera+lidar": "camera AND LiDAR mask"}
 VOXEL_METRICS = ("mIoU", "mIoU_15", "IoU")
 RAY_METRICS = ("RayIoU", "RayIoU@1", "RayIoU@2", "RayIoU@4")
+#: Overrides every variant gets (the world's tables, the train split): not shown in the report.
+IMPLIED_OVERRIDES = ("data.version=", "data.split=")
 #: The cost numbers compared with the reference variant: key -> column title.
 RATIO_KEYS = {"iteration_s_median": "s / iteration", "peak_memory_mb": "peak memory", "train_s": "training time"}
 
@@ -178,8 +181,8 @@ def write_report(experiment, paths, results: dict, seconds: dict, host: dict, nu
         f"the val scenes against the exact ground truth. Cost ratios are against `{reference}`, measured in the "
         "same run.",
         "",
-        f"Machine: {host['cpu']} ({host['cpu_count']} CPUs), GPU: {host['gpu'] or 'none'}, torch {host['torch']}; "
-        f"1-minute load average {load}.",
+        f"Machine: {host['cpu']} ({host['cpu_count']} CPUs), GPU: {host['gpu'] or 'none'}, torch {host['torch']} "
+        f"({host.get('torch_threads', '?')} threads per process); 1-minute load average {load}.",
         "",
         *failed, *([""] if failed else []),
         "## Variants",
@@ -187,8 +190,7 @@ def write_report(experiment, paths, results: dict, seconds: dict, host: dict, nu
         "| variant | label set | training config and overrides | description |",
         "| --- | --- | --- | --- |",
         *[f"| {n} | {v.labels} | `{v.config or config.training.config}`"
-          + "".join(f" `{o}`" for o in [*config.training.overrides, *v.overrides])
-          + (f" `optim.epochs={config.training.epochs}`" if config.training.epochs else "")
+          + "".join(f" `{o}`" for o in variant_overrides(config, n) if not o.startswith(IMPLIED_OVERRIDES))
           + f" | {v.description} |" for n, v in config.variants.items()],
         "",
         "| label set | settings |",

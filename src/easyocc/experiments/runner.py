@@ -28,6 +28,7 @@ from pathlib import Path
 import easyocc
 from easyocc.config import config_from_dict, config_to_dict, save_config
 from easyocc.errors import EasyOccError
+from easyocc.evaluation.protocols import MASK_KEYS
 from easyocc.experiments.definition import Experiment, SourcesConfig, WorldConfig
 from easyocc.experiments.stages import (
     VERSION,
@@ -307,8 +308,10 @@ def machine() -> dict:
     cpu = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
                 if line.startswith("model name")), platform.processor() or platform.machine())
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    # The training processes inherit the environment, so they use as many torch threads as this one.
     return {"cpu": cpu, "cpu_count": os.cpu_count(), "gpu": gpu, "torch": torch.__version__,
-            "python": platform.python_version(), "load_1min_at_start": round(os.getloadavg()[0], 2)}
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+            "load_1min_at_start": round(os.getloadavg()[0], 2)}
 
 
 def _read_lines(path: str) -> list[str]:
@@ -373,7 +376,7 @@ def run_experiment(experiment: Experiment, out: Path, options: RunOptions = RunO
 
     t = stage("the pseudo-labels themselves, scored for reference")
     for label_set in label_sets:
-        masks = [m for m in ("camera", "none", "lidar", "camera+lidar")
+        masks = [m for m in MASK_KEYS
                  if any(m in config.masks_of(v) for v, var in config.variants.items() if var.labels == label_set)]
         folder = paths.reference(label_set)
         predictions = folder / "predictions"
