@@ -168,7 +168,15 @@ def write_report(experiment, paths, results: dict, seconds: dict, host: dict, nu
     world = config.world
     memory_kind = next((r["cost"]["memory_kind"] for r in results.values() if (r.get("cost") or {}).get("memory_kind")),
                        "n/a")
-    protocols = {**next((rep["protocols"] for r in results.values() for rep in r.get("scores", {}).values()), {})}
+    protocols, ray_protocols = {}, {}  # column name -> the evaluator's description, for every mask scored
+    for mask in masks:
+        report = next(r["scores"][mask] for r in results.values() if mask in r.get("scores", {}))
+        for key, text in report["protocols"].items():
+            if key in VOXEL_METRICS:
+                protocols[f"{key}, {MASK_TITLES[mask]}"] = text
+            else:
+                ray_protocols[key] = text
+    protocols.update(ray_protocols)
     failed = [f"- variant `{n}` {r['status']}" for n, r in results.items() if r["status"].startswith("failed")]
     load = f"{host['load_1min_at_start']:.2f} at the start, {host['load_1min_at_end']:.2f} at the end"
     lines = [

@@ -209,7 +209,8 @@ def run_child(command: list[str]) -> dict:
         stop.set()
         sampler.join()
     errors = [line.strip() for line in tail.replace("\r", "\n").splitlines() if "error:" in line]
-    return {"returncode": code, "error": errors[-1] if errors else None, "wall_s": round(time.perf_counter() - started, 2),
+    return {"returncode": code, "error": errors[-1] if errors else None,
+            "wall_s": round(time.perf_counter() - started, 2),
             "load_1min_mean": round(statistics.fmean(samples), 2), "load_1min_max": round(max(samples), 2)}
 
 
