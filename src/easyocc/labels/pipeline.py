@@ -40,9 +40,7 @@ from easyocc.labels.visibility import (
     traverse,
 )
 from easyocc.labels.voxelize import vote
-from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid, write_labels
-
-LABELS_FILE = "labels.npz"
+from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid, labels_path, write_labels
 
 
 @dataclass(frozen=True)
@@ -55,10 +53,6 @@ class KeyframeLabels:
 
     def write(self, path: str | Path) -> None:
         write_labels(path, self.semantics, self.mask_lidar, self.mask_camera)
-
-
-def label_path(out_root: str | Path, scene_name: str, token: str) -> Path:
-    return Path(out_root) / scene_name / token / LABELS_FILE
 
 
 def label_window(
@@ -224,11 +218,11 @@ def label_scene(
     Keyframes whose ``labels.npz`` exists are skipped when ``skip_existing`` (resuming).
     """
     def wanted(kf: Keyframe) -> bool:
-        return not (skip_existing and label_path(out_root, scene.name, kf.token).is_file())
+        return not (skip_existing and labels_path(out_root, scene.name, kf.token).is_file())
 
     written = 0
     for keyframe, labels in labeler.labels(scene, wanted):
-        labels.write(label_path(out_root, scene.name, keyframe.token))
+        labels.write(labels_path(out_root, scene.name, keyframe.token))
         written += 1
         if on_keyframe is not None:
             on_keyframe(keyframe)
@@ -240,7 +234,6 @@ __all__ = [
     "LabelConfig",
     "CameraObserver",
     "SceneLabeler",
-    "label_path",
     "label_scene",
     "label_window",
     "lidar_frame",
