@@ -143,22 +143,24 @@ class RaySchedule:
 
 
 def ray_weights(
-    free_logits: torch.Tensor, inside: torch.Tensor, weighting: str, step: float = 0.5
+    free_logits: torch.Tensor, inside: torch.Tensor | None, weighting: str, step: float = 0.5
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-sample weights of rays from their samples' free logits.
 
     free_logits: (R, K) channel-17 logits at the samples, in order along each ray; inside: (R, K) bool, False for
-    samples outside the volume (they are empty). ``prob``: OccNeRF's w = diff(clamp(cumsum(p), max=1)) with
+    samples outside the volume (they are empty), or None (all inside). ``prob``: OccNeRF's w = diff(clamp(cumsum(p), max=1)) with
     p = 1 - sigmoid(free logit); ``alpha``: w_k = T_k alpha_k, alpha = 1 - (1 - p)^step, T_k = prod_{j<k} (1 - alpha_j).
     Returns weights (R, K) >= 0 and background (R,) = 1 - sum(weights) >= 0, the weight of the background sample.
     """
     if weighting == "prob":
-        occupancy = torch.sigmoid(-free_logits) * inside
+        occupancy = torch.sigmoid(-free_logits)
+        occupancy = occupancy if inside is None else occupancy * inside
         accumulated = occupancy.cumsum(dim=-1).clamp(max=1.0)
         weights = torch.diff(accumulated, dim=-1, prepend=accumulated.new_zeros(accumulated.shape[:-1] + (1,)))
         return weights, 1.0 - accumulated[..., -1]
     if weighting == "alpha":
-        log_keep = step * F.logsigmoid(free_logits) * inside  # log(1 - alpha): 1 - p = sigmoid(free logit)
+        log_keep = step * F.logsigmoid(free_logits)  # log(1 - alpha): 1 - p = sigmoid(free logit)
+        log_keep = log_keep if inside is None else log_keep * inside
         log_transmittance = log_keep.cumsum(dim=-1)
         before = torch.exp(F.pad(log_transmittance[..., :-1], (1, 0)))
         return before * -torch.expm1(log_keep), torch.exp(log_transmittance[..., -1])
@@ -196,9 +198,9 @@ def _render_chunk(free, volume, origins, directions, cosines, coordinates, grid,
     opacity, distortion, then the 18 semantic channels."""
     rays, count = coordinates.shape
     distances = schedule.distance(coordinates)  # (R, K)
-    points = origins[:, None] + distances[..., None] * directions[:, None]
+    points = torch.addcmul(origins[:, None], distances[..., None], directions[:, None])
     unit = grid.world_to_unit(points)
-    inside = (unit.abs() <= 1).all(dim=-1)
+    inside = None if all(grid.outer) else (unit.abs() <= 1).all(dim=-1)  # a fully contracted grid holds every point
     free_logits = sample_volume_unit(free, unit.reshape(1, -1, 3))[0, 0].view(rays, count)
     weights, background = ray_weights(free_logits, inside, config.weighting, config.step)
     # A sample's weight says the ray stopped after the sample before it: between the two, at their midpoint.
@@ -217,13 +219,12 @@ def _render_chunk(free, volume, origins, directions, cosines, coordinates, grid,
     pad = groups * every - count
     group_weights = F.pad(weights, (0, pad)).view(rays, groups, every).sum(dim=-1)
     group_distances = F.pad(distances, (0, pad), mode="replicate").view(rays, groups, every).mean(dim=-1)
-    group_points = origins[:, None] + group_distances[..., None] * directions[:, None]
+    group_points = torch.addcmul(origins[:, None], group_distances[..., None], directions[:, None])
     logits = sample_volume_unit(volume, grid.world_to_unit(group_points).reshape(1, -1, 3))[0]
-    logits = logits.view(NUM_CLASSES, rays, groups).permute(1, 2, 0)  # (R, G, 18)
-    if config.semantics == "logits":
-        semantics = (group_weights[..., None] * logits).sum(dim=1)
-    else:
-        semantics = (group_weights[..., None] * logits.softmax(dim=-1)).sum(dim=1)
+    logits = logits.view(NUM_CLASSES, rays, groups)
+    values = logits if config.semantics == "logits" else logits.softmax(dim=0)
+    semantics = torch.einsum("crg,rg->rc", values, group_weights)  # a batched product, no (R, G, 18) temporary
+    if config.semantics == "probabilities":
         semantics = semantics + background[:, None] * F.one_hot(torch.tensor(FREE), NUM_CLASSES).to(semantics)
     columns = [distance, distance * cosines, 1.0 - background, spread]
     return torch.cat([torch.stack(columns, dim=-1), semantics], dim=-1)
