@@ -192,11 +192,14 @@ def camera_rays(intrinsics: torch.Tensor, ego_T_cam: torch.Tensor, size: tuple[i
     return ego_T_cam[:, :3, 3], (rotation @ directions[..., None])[..., 0], directions[..., 2]
 
 
-def _render_chunk(free, volume, origins, directions, cosines, coordinates, grid, schedule, config):
+def _render_chunk(free, volume, origins, directions, cosines, shift, grid, schedule, config):
     """One chunk of rays of one batch item: free (1, 1, X, Y, Z), volume (1, 18, X, Y, Z), origins / directions
-    (R, 3), cosines (R,), coordinates (R, K) sample coordinates n. Returns a (R, 22) tensor: distance, depth,
-    opacity, distortion, then the 18 semantic channels."""
-    rays, count = coordinates.shape
+    (R, 3), cosines (R,), shift (R, 1) of the sample coordinates (jitter) or None. Returns a (R, 22) tensor:
+    distance, depth, opacity, distortion, then the 18 semantic channels."""
+    rays, count = directions.shape[0], schedule.count
+    coordinates = torch.arange(count, device=directions.device, dtype=directions.dtype).expand(rays, -1)
+    if shift is not None:
+        coordinates = (coordinates + shift).clamp(0.0, schedule.background)
     distances = schedule.distance(coordinates)  # (R, K)
     points = torch.addcmul(origins[:, None], distances[..., None], directions[:, None])
     unit = grid.world_to_unit(points)
@@ -264,18 +267,16 @@ def render_volume(
         directions = directions.reshape(batch, -1, 3)
         cosines = cosines.reshape(batch, -1)
         rays = directions.shape[1]
-        base = torch.arange(schedule.count, device=volume.device, dtype=torch.float32)
         outputs = []
         for b in range(batch):
-            coordinates = base.expand(rays, -1)
-            if training and config.jitter > 0:
-                shift = (torch.rand(rays, 1, device=volume.device) * 2 - 1) * config.jitter
-                coordinates = (coordinates + shift).clamp(0.0, schedule.background)
+            # Drawn here, not in the chunk, so that a checkpointed chunk recomputes the same samples.
+            shift = (torch.rand(rays, 1, device=volume.device) * 2 - 1) * config.jitter \
+                if training and config.jitter > 0 else None
             chunks = []
             for start in range(0, rays, config.chunk_rays):
                 part = slice(start, start + config.chunk_rays)
                 arguments = (free[b : b + 1], volume[b : b + 1], origins[b, part], directions[b, part], cosines[b, part],
-                             coordinates[part], grid, schedule, config)
+                             None if shift is None else shift[part], grid, schedule, config)
                 if config.checkpoint and torch.is_grad_enabled() and volume.requires_grad:
                     chunks.append(checkpoint(_render_chunk, *arguments, use_reentrant=False))
                 else:
