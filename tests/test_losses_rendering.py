@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from kornia.metrics import ssim
 
 from easyocc.config import config_from_dict
 from easyocc.losses import class_weights_from_counts
@@ -23,6 +24,7 @@ from easyocc.losses.rendering import (
     reprojection_error,
     semantic_loss,
     smoothness_loss,
+    ssim_error,
 )
 from easyocc.models.easyocc import ModelConfig
 from easyocc.models.rendering import RenderConfig, RenderingOccModel
@@ -110,6 +112,25 @@ def test_reprojection_error_of_flat_images():
     expected = 0.85 * (1 - ssim_value) / 2 + 0.15 * 0.3
     np.testing.assert_allclose(reprojection_error(pred, target).numpy(), expected, rtol=1e-5)
     assert reprojection_error(target, target).abs().max().item() < 1e-6
+
+
+def test_ssim_error_is_monodepth2s_box_ssim():
+    generator = torch.Generator().manual_seed(4)
+    x = F.avg_pool2d(torch.rand(1, 3, 14, 18, generator=generator), 3, 1, 1)  # smooth-ish images
+    y = (x + 0.05 * torch.randn(1, 3, 14, 18, generator=generator)).clamp(0, 1)
+    ours = ssim_error(x, y)
+    # Interior pixels by the definition, with numpy 3 x 3 windows.
+    windows = lambda a: np.lib.stride_tricks.sliding_window_view(a.numpy()[0].astype(np.float64), (3, 3), axis=(1, 2))  # noqa: E731
+    wx, wy = windows(x), windows(y)
+    mu_x, mu_y = wx.mean(axis=(-1, -2)), wy.mean(axis=(-1, -2))
+    var_x, var_y = wx.var(axis=(-1, -2)), wy.var(axis=(-1, -2))
+    cov = ((wx - mu_x[..., None, None]) * (wy - mu_y[..., None, None])).mean(axis=(-1, -2))
+    c1, c2 = 0.01**2, 0.03**2
+    ssim_value = (2 * mu_x * mu_y + c1) * (2 * cov + c2) / ((mu_x**2 + mu_y**2 + c1) * (var_x + var_y + c2))
+    np.testing.assert_allclose(ours[0, :, 1:-1, 1:-1].numpy(), np.clip((1 - ssim_value) / 2, 0, 1), atol=5e-5)  # float32 E[x^2] - mu^2
+    # kornia's Gaussian-window SSIM is close, not equal.
+    kornia_error = ((1 - ssim(x, y, 3, max_val=1.0, eps=0.0)) / 2).clamp(0, 1)
+    assert 0 < (kornia_error - ours).abs().mean().item() < 0.01
 
 
 def test_smoothness_is_edge_aware():

@@ -6,7 +6,8 @@ maps of ``easyocc.models.rendering.render_volume``.
   (monodepth2), per-pixel minimum over the source frames, and auto-masking: the un-warped sources compete in the same
   minimum, so pixels that a static source already explains (no motion, moving with the camera) give no gradient.
   As OccNeRF, the rendered depth is upsampled bilinearly to the images' size and the loss computed there.
-  Back-projection, projection and SSIM are kornia's (``depth_to_3d_v2``, ``project_points``, ``metrics.ssim``).
+  Back-projection and projection are kornia's (``depth_to_3d_v2``, ``project_points``); SSIM is monodepth2's box
+  filter (``ssim_error``: kornia's Gaussian SSIM took 1.7-3.7x its time with gradients on the CPU).
 - **smoothness**: edge-aware smoothness of the mean-normalised disparity 1 / depth (kornia's
   ``inverse_depth_smoothness_loss``, monodepth2's ``get_smooth_loss``), at the images' size.
 - **semantic**: cross-entropy of the rendered classes against 2D semantic maps (Occ3D ids 0-16, sky = 17 (free),
@@ -30,7 +31,6 @@ from kornia.geometry.conversions import normalize_pixel_coordinates
 from kornia.geometry.depth import depth_to_3d_v2
 from kornia.geometry.linalg import transform_points
 from kornia.losses import inverse_depth_smoothness_loss
-from kornia.metrics import ssim
 from torch import nn
 
 from easyocc.occ3d import IGNORE, NUM_CLASSES
@@ -89,18 +89,30 @@ def unit_images(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 255.0 if images.dtype == torch.uint8 else images.float()
 
 
-def reprojection_error(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.85) -> torch.Tensor:
-    """monodepth2's photometric error per pixel: ssim_weight * clamp((1 - SSIM) / 2, 0, 1) + (1 - ssim_weight) * L1,
-    both averaged over the channels. pred, target: (M, 3, H, W) in [0, 1]. Returns (M, H, W).
+def ssim_error(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """monodepth2's SSIM error map (``layers.SSIM``, which OccNeRF uses): clamp((1 - SSIM) / 2, 0, 1) with local
+    means and variances over 3 x 3 boxes, reflection padding, C1 = 0.01^2, C2 = 0.03^2. x, y: (M, C, H, W) in
+    [0, 1] -> (M, C, H, W).
 
-    SSIM: kornia's, 3 x 3 Gaussian window (sigma 1.5: weights 0.31 / 0.38 / 0.31 per axis where monodepth2 uses a
-    3 x 3 box), reflect padding, C1 = 0.01^2, C2 = 0.03^2.
+    Written out rather than kornia's ``metrics.ssim`` (a Gaussian window, sigma 1.5): with gradients on the CPU
+    kornia's depthwise convolutions took 1.7-3.7x the time of these box filters (``benchmarks/bench_train.py``).
     """
+    x, y = F.pad(x, (1, 1, 1, 1), mode="reflect"), F.pad(y, (1, 1, 1, 1), mode="reflect")
+    mean = lambda t: F.avg_pool2d(t, 3, stride=1)  # noqa: E731
+    mu_x, mu_y = mean(x), mean(y)
+    sigma_x, sigma_y, sigma_xy = mean(x * x) - mu_x**2, mean(y * y) - mu_y**2, mean(x * y) - mu_x * mu_y
+    c1, c2 = 0.01**2, 0.03**2
+    similarity = (2 * mu_x * mu_y + c1) * (2 * sigma_xy + c2) / ((mu_x**2 + mu_y**2 + c1) * (sigma_x + sigma_y + c2))
+    return ((1 - similarity) / 2).clamp(0, 1)
+
+
+def reprojection_error(pred: torch.Tensor, target: torch.Tensor, ssim_weight: float = 0.85) -> torch.Tensor:
+    """monodepth2's photometric error per pixel: ssim_weight * ``ssim_error`` + (1 - ssim_weight) * L1, both averaged
+    over the channels. pred, target: (M, 3, H, W) in [0, 1]. Returns (M, H, W)."""
     l1 = (pred - target).abs().mean(dim=1)
     if ssim_weight == 0:
         return l1
-    dissimilarity = ((1 - ssim(pred, target, 3, max_val=1.0, eps=0.0)) / 2).clamp(0, 1).mean(dim=1)
-    return ssim_weight * dissimilarity + (1 - ssim_weight) * l1
+    return ssim_weight * ssim_error(pred, target).mean(dim=1) + (1 - ssim_weight) * l1
 
 
 def warp_source(
