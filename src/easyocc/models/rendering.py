@@ -8,8 +8,8 @@ channels its class. For every pixel of the keyframe's cameras at the render size
    coordinates, as ``easyocc.geometry``), unit direction in the ego frame (kornia's ``unproject_meshgrid``).
 2. **Samples** (``RaySchedule``) at ray distances d_k from ``near``: every ``step`` inner cells (half a cell by
    default, OccNeRF's ``stepsize``) up to the distance R of the box's farthest corner from the ray origins; beyond R,
-   on a contracted grid, with spacing growing like the outer cells, ``step * voxel * (1 + (d - R) / L)^2``, up to
-   ``far``. A plain grid has no samples beyond R (they would all be outside the box). A *background* sample sits at
+   on a contracted grid, with spacing growing like the outer cells, ``step * voxel * (1 + (d - R) / L)^2`` (L the
+   horizontal length scale of the contraction, 20 m for OccNeRF's grid), up to ``far``. A plain grid has no samples beyond R (they would all be outside the box). A *background* sample sits at
    ``far`` with occupancy 1, so a ray through empty space renders ``far``. While training, every ray's samples move
    by the same random fraction of a step (``jitter``, OccNeRF's +-0.1).
 3. **Weights** (``ray_weights``) from the samples' occupancies: ``prob`` (OccNeRF's ``render_type prob``:
@@ -20,11 +20,12 @@ channels its class. For every pixel of the keyframe's cameras at the render size
 4. **Outputs** per pixel: ray distance sum(w m) (background at ``far``), where m is the midpoint between a sample
    and the one before it: a weight says the ray stopped after the last sample seen empty and by this one, so a
    sharp surface renders within half a sample (OccNeRF takes the sample itself, half a step further on average);
-   z-depth = distance * cos(angle to the optical axis), what the photometric warp and the 2D depth sources use; opacity = the volume samples' weight
-   (1 - background); semantics: OccNeRF renders the raw logits, sum(w_g l_g), from one sample per ``semantic_every``
+   z-depth = distance * cos(angle to the optical axis), what the photometric warp and the 2D depth sources use;
+   opacity = the volume samples' weight (1 - background); semantics: OccNeRF renders the raw logits, sum(w_g l_g), from one sample per ``semantic_every``
    geometry samples (its ``semantic_sample_ratio`` 0.25: the group's weights summed, its logits read at the group's
    mean position; the background contributes zero logits); ``probabilities`` renders sum(w_g softmax(l_g)) with
-   the background counted as free instead; and the distortion of the weights (mip-NeRF 360) along the ray.
+   the background counted as free instead; and the distortion of the weights (mip-NeRF 360) along the ray, in
+   sample coordinates normalised to [0, 1] (the background a point at 1).
 
 Memory: rays are rendered in chunks of ``chunk_rays``; with ``checkpoint`` (default) a chunk's samples are
 recomputed in the backward pass instead of stored, so the peak holds one chunk's samples, not all of them.
@@ -45,9 +46,6 @@ from torch.utils.checkpoint import checkpoint
 from easyocc.models.easyocc import EasyOccModel, ModelConfig
 from easyocc.models.volume import VolumeGrid, occ3d_logits, sample_volume_unit
 from easyocc.occ3d import FREE, NUM_CLASSES
-
-RENDER_KEYS = ("depth", "distance", "opacity", "distortion", "semantics")
-
 
 @dataclass
 class RenderConfig:
