@@ -404,8 +404,8 @@ class _SceneWriter:
         return renders
 
     def _sweeps(self, n: int) -> None:
-        """Render and write the camera sweeps between keyframe n's images and keyframe n + 1's (images only: no
-        exact maps, which would cost ~20x a sweep's JPEG on disk; tests re-render the world at a sweep's time)."""
+        """Render and write the camera sweeps between keyframe n's images and keyframe n + 1's. Images only: exact
+        maps would cost ~16x a sweep's JPEG on disk, and ``render_rig_camera`` recomputes them when needed."""
         for k in sweep_steps(self.config.sweeps, n, self.config.keyframes):
             for channel in CAMERA_NAMES:
                 cam_us = self.camera_us(channel, n, k)
