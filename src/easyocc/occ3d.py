@@ -126,6 +126,13 @@ class VoxelGrid:
 OCC3D_GRID = VoxelGrid()
 GRID_SHAPE: tuple[int, int, int] = OCC3D_GRID.shape
 LABEL_KEYS = ("semantics", "mask_lidar", "mask_camera")
+#: The file name of one keyframe's labels, in the Occ3D ``gts/`` layout ``<root>/<scene_name>/<sample_token>/``.
+LABELS_FILE = "labels.npz"
+
+
+def label_path(root: str | PathLike, scene_name: str, sample_token: str) -> Path:
+    """``<root>/<scene_name>/<sample_token>/labels.npz``: where Occ3D ground truth and easyocc pseudo-labels live."""
+    return Path(root) / scene_name / sample_token / LABELS_FILE
 
 
 @dataclass(frozen=True)
