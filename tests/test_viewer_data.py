@@ -129,3 +129,83 @@ def test_live_viewer_panel_logic(viewer_inputs):
     finally:
         viewer.stop()
     assert not _port_open(port)
+
+
+def _recording(page: str) -> dict:
+    """The scene recording viser embeds in an exported page: base64 of (inner size, zstd frame), whose inner
+    payload starts with (msgpack length, msgpack)."""
+    import base64
+
+    import msgspec
+    import zstandard
+
+    blob = base64.b64decode(page.split('window.__VISER_EMBED_DATA__="', 1)[1].split('"', 1)[0])
+    inner = zstandard.ZstdDecompressor().decompress(blob[8:], max_output_size=int.from_bytes(blob[:8], "little"))
+    return msgspec.msgpack.decode(inner[8 : 8 + int.from_bytes(inner[:8], "little")])
+
+
+def test_export_of_a_whole_scene_plays_its_keyframes(viewer_inputs):
+    from easyocc.viewer.app import ViewOptions
+    from easyocc.viewer.export import export_html
+
+    data = ViewerData(viewer_inputs)
+    page = export_html(data, ViewOptions(scene="scene-0002", layer="errors-pred", images="none"))
+    recording = _recording(page)
+    assert recording["durationSeconds"] == pytest.approx(4 * 0.5)  # four keyframes at 2 Hz
+    names = {m["name"] for _, m in recording["messages"] if "name" in m}
+    assert {"/gt/driveable_surface/kf00", "/gt/driveable_surface/kf03", "/errors-pred/wrong_class/kf01",
+            "/cameras/CAM_FRONT/kf02", "/ego/car"} <= names
+    assert not any(n.startswith("/pred/") and n.endswith(("kf02", "kf03")) for n in names)  # no prediction there
+    # At 0.5 s keyframe 0 goes and keyframe 1 comes.
+    shown = {m["name"]: m["visible"] for t, m in recording["messages"] if t == pytest.approx(0.5) and "visible" in m}
+    assert shown["/gt/driveable_surface/kf00"] is False and shown["/gt/driveable_surface/kf01"] is True
+    panel = page[page.index('id="easyocc-panel"'):]
+    assert "keyframes 0-3, shown in turn at 2 Hz" in panel and panel.count("<summary>Scores, keyframe") == 4  # pseudo-labels everywhere
+
+
+def test_view_command_errors_are_one_line(viewer_inputs, tmp_path, capsys, monkeypatch):
+    from easyocc.cli import main
+
+    base = ["view", "--data", str(viewer_inputs.data)]
+    cases = [
+        (["--pred", str(tmp_path / "none")], "prediction directory not found"),
+        (["--layer", "errors-pred"], "layer 'errors-pred' needs other inputs (available: gt)"),
+        (["--images", "semantics", "--export", str(tmp_path / "x.html")], "need a 2D source (--semantics NAME)"),
+        (["--keyframe", "9", "--export", str(tmp_path / "x.html")], "keyframe 9 is outside"),
+        (["--window", "10", "10", "--screenshot", str(tmp_path / "x.png")], "--window must be at least 64 64"),
+        (["--semantics", "grounded-sam", "--export", str(tmp_path / "x.html")], "needs --grounded-sam-dir"),
+    ]
+    for extra, message in cases:
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1, err
+    monkeypatch.setenv("EASYOCC_CHROMIUM", str(tmp_path / "no-such-browser"))
+    assert main(base + ["--screenshot", str(tmp_path / "x.png")]) == 2
+    assert "no Chromium found" in capsys.readouterr().err
+    assert not list(tmp_path.glob("x.*"))  # nothing written
+
+
+@pytest.mark.slow
+def test_view_command_serves_on_localhost_until_stopped(viewer_inputs):
+    import signal
+    import subprocess
+    import sys
+    import urllib.request
+
+    command = [sys.executable, "-m", "easyocc", "view", "--data", str(viewer_inputs.data), "--pred",
+               str(viewer_inputs.pred), "--port", "0"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = process.stdout.readline()
+        assert "scene-0002 (4 keyframes) at http://127.0.0.1:" in line, line + process.stderr.read()
+        url = line.split(" at ")[1].split()[0]
+        with urllib.request.urlopen(url, timeout=30) as response:
+            assert response.status == 200 and b"<title>Viser</title>" in response.read()
+        process.send_signal(signal.SIGTERM)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0 and out.strip() == "easyocc view: stopped" and err == ""
+    assert not _port_open(int(url.rsplit(":", 1)[1]))

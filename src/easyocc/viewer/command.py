@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 from pathlib import Path
 
@@ -75,10 +76,17 @@ def serve(data, options, host: str, port: int) -> int:
     viewer = LiveViewer(data, options, host=host, port=port)
     print(f"easyocc view: {viewer.scene.name} ({len(viewer.scene.keyframes)} keyframes) at {viewer.url}  "
           "(Ctrl-C to stop)", flush=True)
+    stop = threading.Event()
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())  # `kill` stops it as cleanly as Ctrl-C
     try:
-        threading.Event().wait()
+        while not stop.wait(0.5):
+            pass
+    except KeyboardInterrupt:  # the way to stop it: not an error
+        pass
     finally:
+        signal.signal(signal.SIGTERM, previous)
         viewer.stop()
+    print("easyocc view: stopped", flush=True)
     return 0
 
 

@@ -35,7 +35,9 @@ def export_html(data: ViewerData, options: ViewOptions = ViewOptions(), keyframe
             server.scene.add_frame(f"/{name}", show_axes=False, visible=name == layer)
         server.scene.add_frame("/cameras", show_axes=False, visible=options.ego)
         frames = []
-        for step, index in enumerate(indices):
+        from tqdm import tqdm
+
+        for step, index in enumerate(tqdm(indices, desc="export", unit="keyframe", disable=len(indices) == 1)):
             kf = scene.keyframes[index]
             volumes = data.volumes(kf)
             suffix = f"/kf{index:02d}" if len(indices) > 1 else ""

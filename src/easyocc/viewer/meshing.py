@@ -148,7 +148,13 @@ def quads_to_mesh(quads: Quads, grid: VoxelGrid = OCC3D_GRID) -> TriangleMesh:
     shading, so shared vertices need no common normal)."""
     if len(quads) == 0:
         return TriangleMesh(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.uint32))
-    lattice, inverse = np.unique(quads.corners.reshape(-1, 3), axis=0, return_inverse=True)
+    corners = quads.corners.reshape(-1, 3).astype(np.int64)
+    # One integer per lattice point: a 1-D unique is several times faster than np.unique(axis=0).
+    radix = corners.max(axis=0) + 1
+    keys = (corners[:, 0] * radix[1] + corners[:, 1]) * radix[2] + corners[:, 2]
+    unique_keys, inverse = np.unique(keys, return_inverse=True)
+    lattice = np.stack([unique_keys // (radix[1] * radix[2]), unique_keys // radix[2] % radix[1],
+                        unique_keys % radix[2]], axis=1)
     index = inverse.reshape(-1, 4).astype(np.uint32)
     faces = np.concatenate([index[:, [0, 1, 2]], index[:, [0, 2, 3]]])
     vertices = (grid.lower_array + lattice * grid.voxel_size).astype(np.float32)
