@@ -11,7 +11,7 @@ import pytest
 
 from easyocc.errors import EasyOccError, InputError
 from easyocc.evaluation.runner import evaluate_dirs
-from easyocc.labels.sources.oracle import OracleSemantics
+from easyocc.labels.sources.oracle import OracleDepth, OracleSemantics
 from easyocc.occ3d import CLASS_IDS, FREE, IGNORE, read_labels, write_labels, write_prediction
 from easyocc.viewer import layers as L
 from easyocc.viewer.data import ViewerData, ViewerInputs, default_gt, keyframe_scores, scores_tables
@@ -101,6 +101,11 @@ def test_camera_images_with_a_semantic_overlay(viewer_inputs, tiny_simscenes):
     tinted = overlaid.camera_images(kf, "semantics", width=80)
     changed = np.mean([np.any(tinted[c] != photos[c], axis=2).mean() for c in photos])
     assert 0.2 < changed < 1.0  # the sky keeps the photo, the rest is tinted
+    with_depth = ViewerData(viewer_inputs, depth_source=OracleDepth(tiny_simscenes))
+    assert with_depth.image_modes() == ["none", "photo", "depth"]
+    coloured = with_depth.camera_images(kf, "depth", width=80)
+    changed = np.mean([np.any(coloured[c] != photos[c], axis=2).mean() for c in photos])
+    assert 0.2 < changed < 1.0  # the sky has no depth
 
 
 def _port_open(port: int) -> bool:
@@ -209,3 +214,31 @@ def test_view_command_serves_on_localhost_until_stopped(viewer_inputs):
             process.wait()
     assert process.returncode == 0 and out.strip() == "easyocc view: stopped" and err == ""
     assert not _port_open(int(url.rsplit(":", 1)[1]))
+
+
+def test_a_real_nuscenes_keyframe_with_real_occ3d_labels(real_nuscenes_root, tmp_path):
+    """Real calibration and 1600x900 images; the real Occ3D volume of another keyframe stands in as its GT."""
+    from conftest import REAL_OCC3D_LABELS, REAL_SAMPLE_TOKEN, require
+
+    from easyocc.viewer.app import ViewOptions
+    from easyocc.viewer.export import export_html
+    from easyocc.viewer.layers import camera_frustum
+
+    gt_dir = tmp_path / "gts"
+    (gt_dir / "scene-0061" / REAL_SAMPLE_TOKEN).mkdir(parents=True)
+    shutil.copy(require(REAL_OCC3D_LABELS), gt_dir / "scene-0061" / REAL_SAMPLE_TOKEN / "labels.npz")
+    data = ViewerData(ViewerInputs(real_nuscenes_root, gt=gt_dir))
+    kf = data.scene(None).keyframes[0]
+    groups = data.volumes(kf).layer("gt", "dim")
+    assert {"driveable_surface", "vegetation", "manmade"} <= {g.name for g in groups}
+    images = data.camera_images(kf, "photo")
+    assert all(image.shape == (270, 480, 3) for image in images.values())
+    front = kf.cameras["CAM_FRONT"]
+    frustum = camera_frustum(front.K, front.width, front.height, kf.ref_T_cam("CAM_FRONT"))
+    # Mounted 1.70 m ahead of the rear axle, 1.51 m up; it fires before the LiDAR, so it sits a little behind
+    # that in the LiDAR-time ego frame of the keyframe (the car drives forward).
+    assert 1.2 < frustum.position[0] < 1.7 and abs(frustum.position[1]) < 0.1 and 1.3 < frustum.position[2] < 1.7
+    assert np.degrees(frustum.fov) == pytest.approx(np.degrees(2 * np.arctan(450 / front.K[1, 1])))
+    assert 35 < np.degrees(frustum.fov) < 45  # nuScenes front camera: ~39 degrees vertically
+    page = export_html(data, ViewOptions(layer="gt"))
+    assert "scene-0061" in page and "keyframe 0 (0-0)" in page
