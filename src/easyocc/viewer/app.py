@@ -129,11 +129,14 @@ class LiveViewer:
         self._status = gui.add_markdown("")
         with gui.add_folder("Scores of this keyframe"):
             self._scores = gui.add_markdown("")
-        with gui.add_folder("Classes", expand_by_default=False):
-            gui.add_html(legend_html(CLASS_NAMES[:NUM_SEMANTIC_CLASSES], CLASS_COLORS, "Occ3D classes"))
+        with gui.add_folder("Per-class IoU", expand_by_default=False):
+            self._per_class = gui.add_markdown("")
+        with gui.add_folder("Legend"):
+            gui.add_html(legend_html(CLASS_NAMES[:NUM_SEMANTIC_CLASSES], CLASS_COLORS, "Occ3D classes", columns=2))
+            gui.add_html(legend_html(L.ERROR_NAMES, L.ERROR_COLORS, "Errors against the GT", columns=2))
+        with gui.add_folder("Show classes", expand_by_default=False):
             self._class_boxes = [gui.add_checkbox(name, True) for name in CLASS_NAMES[:NUM_SEMANTIC_CLASSES]]
-        with gui.add_folder("Error categories", expand_by_default=False):
-            gui.add_html(legend_html(L.ERROR_NAMES, L.ERROR_COLORS, "Errors against the GT"))
+        with gui.add_folder("Show error categories", expand_by_default=False):
             self._error_boxes = [gui.add_checkbox(name, True) for name in L.ERROR_NAMES]
 
         self._scene_menu.on_update(lambda _: self._set_scene(self._scene_menu.value))
@@ -232,9 +235,12 @@ class LiveViewer:
                         handle.remove()
                     self._camera_nodes = add_cameras(self.server.scene, "/cameras", kf, images,
                                                      visible=self._ego_box.value)
-            tables = [line for header, rows in scores_tables(volumes.scores)
-                      for line in markdown_table(header, rows) + [""]]
-            self._scores.content = "\n".join(tables + [SCORES_NOTE]) if tables else "Needs the GT and a prediction."
+            tables = scores_tables(volumes.scores)
+            if tables:
+                self._scores.content = "\n".join(markdown_table(*tables[0]) + ["", SCORES_NOTE])
+                self._per_class.content = "\n".join(markdown_table(*tables[1]) + ["", "Under the GT camera mask."])
+            else:
+                self._scores.content = self._per_class.content = "Needs the GT and a prediction or pseudo-labels."
             self._status.content = " ".join(notes + [ready_text(self.scene.name, self.index, count)])
 
     def stop(self) -> None:

@@ -16,10 +16,10 @@ from easyocc.data.nuscenes_index import CAMERA_NAMES, Keyframe
 from easyocc.viewer.layers import EGO_CENTER, EGO_DIMENSIONS, EGO_RGB, MeshGroup, camera_frustum
 
 #: The opening view: behind, left of and above the ego car, looking ahead of it (ego frame, metres).
-VIEW_POSITION = (-34.0, 24.0, 30.0)
-VIEW_LOOK_AT = (8.0, -4.0, -4.0)
+VIEW_POSITION = (-26.0, 17.0, 27.0)
+VIEW_LOOK_AT = (10.0, -5.0, -7.0)
 #: Frustum depth in metres.
-FRUSTUM_SCALE = 1.5
+FRUSTUM_SCALE = 1.2
 FRUSTUM_RGB = (30, 30, 30)
 
 
