@@ -248,6 +248,12 @@ def read_prediction(path: str | PathLike, writable: bool = True) -> np.ndarray:
         return _check_volume(path, key, _read_member(npz, path, key, writable), FREE, False)
 
 
+def labels_as_prediction(semantics: np.ndarray) -> np.ndarray:
+    """Label semantics (X, Y, Z) scored as a prediction: an ignored voxel (255) is no prediction, i.e. free.
+    Returns uint8 values 0..17."""
+    return np.where(semantics == IGNORE, FREE, semantics).astype(np.uint8)
+
+
 def write_prediction(path: str | PathLike, pred: np.ndarray) -> None:
     """Write a prediction file with key ``pred`` (uint8 200x200x16), atomically."""
     path = Path(path)

@@ -78,7 +78,7 @@ def score_folder(labels_dir: Path, gt_dir: Path):
     """Confusion matrices of pseudo-labels against GT: {"camera": ..., "none": ...}, and keyframe counts."""
     from easyocc.evaluation import ConfusionMatrix
     from easyocc.evaluation.runner import find_ground_truth
-    from easyocc.occ3d import read_labels
+    from easyocc.occ3d import labels_as_prediction, read_labels
 
     labels = find_labels(labels_dir)
     gts = find_ground_truth(gt_dir)
@@ -89,8 +89,7 @@ def score_folder(labels_dir: Path, gt_dir: Path):
     matrices = {mask: ConfusionMatrix() for mask in GT_MASKS}
     for token, path in labels.items():
         gt = read_labels(gts[token][1], keys=("semantics", "mask_camera"))
-        pseudo = read_labels(path, keys=("semantics",)).semantics
-        pseudo = np.where(pseudo == 255, 17, pseudo).astype(np.uint8)  # an ignored voxel is no prediction: free
+        pseudo = labels_as_prediction(read_labels(path, keys=("semantics",)).semantics)
         matrices["camera"].update(gt.semantics, pseudo, gt.mask_camera)
         matrices["none"].update(gt.semantics, pseudo)
     return matrices, len(labels), len(gts) - len(labels)
