@@ -348,7 +348,10 @@ def test_pseudo_class_weights_from_the_label_files(tmp_path):
                                class_weights_from_counts(everywhere), rtol=1e-6)
     with pytest.raises(InputError, match="1 of the 2 sample tokens.*t9"):
         pseudo_class_weights(tmp_path, tokens=["t1", "t9"])
-    with pytest.raises(InputError, match="no <scene>/<sample_token>/labels.npz"):
+    with pytest.raises(InputError, match="labels folder not found"):
+        pseudo_class_weights(tmp_path / "empty")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="empty: no <scene>/<sample_token>/labels.npz"):
         pseudo_class_weights(tmp_path / "empty")
 
 

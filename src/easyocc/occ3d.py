@@ -135,6 +135,18 @@ def label_path(root: str | PathLike, scene_name: str, sample_token: str) -> Path
     return Path(root) / scene_name / sample_token / LABELS_FILE
 
 
+def find_label_files(root: str | PathLike) -> dict[str, Path]:
+    """Sample token -> ``<root>/<scene>/<token>/labels.npz``, in path order; an error naming ``root`` when there
+    are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "labels folder not found")
+    found = {p.parent.name: p for p in sorted(root.glob(f"*/*/{LABELS_FILE}"))}
+    if not found:
+        raise InputError(root, f"no <scene>/<sample_token>/{LABELS_FILE} files")
+    return found
+
+
 @dataclass(frozen=True)
 class Occ3DLabels:
     """One keyframe's labels, each (200, 200, 16) uint8; masks are 0/1."""

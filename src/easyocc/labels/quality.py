@@ -64,23 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --- scoring a labels folder --------------------------------------------------------------------------------------
 
-def find_labels(folder: Path) -> dict[str, Path]:
-    """Sample token -> ``<folder>/<scene>/<token>/labels.npz``."""
-    if not folder.is_dir():
-        raise InputError(folder, "labels folder not found")
-    found = {p.parent.name: p for p in sorted(folder.glob("*/*/labels.npz"))}
-    if not found:
-        raise InputError(folder, "no <scene>/<sample_token>/labels.npz files")
-    return found
-
-
 def score_folder(labels_dir: Path, gt_dir: Path):
     """Confusion matrices of pseudo-labels against GT: {"camera": ..., "none": ...}, and keyframe counts."""
     from easyocc.evaluation import ConfusionMatrix
     from easyocc.evaluation.runner import find_ground_truth
-    from easyocc.occ3d import labels_as_prediction, read_labels
+    from easyocc.occ3d import find_label_files, labels_as_prediction, read_labels
 
-    labels = find_labels(labels_dir)
+    labels = find_label_files(labels_dir)
     gts = find_ground_truth(gt_dir)
     missing_gt = sorted(set(labels) - set(gts))
     if missing_gt:

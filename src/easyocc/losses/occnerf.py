@@ -49,7 +49,15 @@ from tqdm import tqdm
 
 from easyocc.errors import InputError
 from easyocc.losses.pseudo import LossConfig, PseudoLoss, class_counts, class_weights_from_counts
-from easyocc.occ3d import GRID_SHAPE, LABELS_FILE, NUM_CLASSES, OCC3D_GRID, label_path, read_labels
+from easyocc.occ3d import (
+    GRID_SHAPE,
+    LABELS_FILE,
+    NUM_CLASSES,
+    OCC3D_GRID,
+    find_label_files,
+    label_path,
+    read_labels,
+)
 
 #: The keys :func:`load_pseudo_labels` adds to a dataset item (their ``preprocess`` treats keys containing "color"
 #: as images, so these must not).
@@ -236,11 +244,8 @@ def load_pseudo_labels(root: str | PathLike, scene_name: str, sample_token: str)
 
 def label_files(root: str | PathLike, tokens: Iterable[str] | None = None) -> list[Path]:
     """``<root>/<scene>/<token>/labels.npz`` files, sorted; only those of ``tokens`` when given (each must exist)."""
-    root = Path(root)
-    found = {p.parent.name: p for p in sorted(root.glob(f"*/*/{LABELS_FILE}"))}
+    found = find_label_files(root)
     if tokens is None:
-        if not found:
-            raise InputError(root, f"no <scene>/<sample_token>/{LABELS_FILE} files")
         return list(found.values())
     wanted = list(dict.fromkeys(tokens))
     missing = [t for t in wanted if t not in found]
