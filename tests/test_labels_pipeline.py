@@ -7,7 +7,7 @@ from easyocc.labels.config import LabelConfig
 from easyocc.labels.pipeline import CameraObserver, SceneLabeler, label_scene
 from easyocc.labels.sources.base import DepthSource, SemanticSource
 from easyocc.labels.torch_backend import TORCH_CPU
-from easyocc.occ3d import CLASS_IDS, FREE, labels_path, read_labels
+from easyocc.occ3d import CLASS_IDS, FREE, label_path, read_labels
 
 CAR = CLASS_IDS["car"]
 
@@ -52,16 +52,16 @@ def test_scene_labels_resume_and_window(street, tmp_path):
     lab = labeler(street, cfg, depth=CountingDepth(street))
     assert label_scene(lab, scene, tmp_path) == 4
     assert len(observed) == 4 * 6  # each frame lifted once although windows overlap
-    labels = read_labels(labels_path(tmp_path, scene.name, scene.keyframes[2].token))
+    labels = read_labels(label_path(tmp_path, scene.name, scene.keyframes[2].token))
     assert (labels.semantics != FREE).sum() > 100 and labels.mask_camera.sum() > labels.mask_lidar.sum() / 2
     # Remove one keyframe: a rerun writes it alone, lifting only its window (keyframes 1..3).
-    labels_path(tmp_path, scene.name, scene.keyframes[3].token).unlink()
-    mtime = labels_path(tmp_path, scene.name, scene.keyframes[0].token).stat().st_mtime_ns
+    label_path(tmp_path, scene.name, scene.keyframes[3].token).unlink()
+    mtime = label_path(tmp_path, scene.name, scene.keyframes[0].token).stat().st_mtime_ns
     observed.clear()
     assert label_scene(lab, scene, tmp_path) == 1
     assert len(observed) == 3 * 6
-    assert labels_path(tmp_path, scene.name, scene.keyframes[0].token).stat().st_mtime_ns == mtime
-    again = read_labels(labels_path(tmp_path, scene.name, scene.keyframes[3].token))
+    assert label_path(tmp_path, scene.name, scene.keyframes[0].token).stat().st_mtime_ns == mtime
+    again = read_labels(label_path(tmp_path, scene.name, scene.keyframes[3].token))
     assert again.semantics.any()
 
 

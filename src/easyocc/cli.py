@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("easyocc.predict", "write Occ3D predictions of a trained model for a split"),
     "eval": ("easyocc.evaluation.command", "score predictions against Occ3D ground truth (mIoU, IoU, RayIoU)"),
     "demo": ("easyocc.demo", "the whole job on a small SimScenes: labels, training, prediction, scores, a report"),
+    "view": ("easyocc.viewer.command", "interactive 3D viewer in the browser: data, pseudo-labels, predictions, errors"),
 }
 
 

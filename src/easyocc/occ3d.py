@@ -128,13 +128,26 @@ class VoxelGrid:
 OCC3D_GRID = VoxelGrid()
 GRID_SHAPE: tuple[int, int, int] = OCC3D_GRID.shape
 LABEL_KEYS = ("semantics", "mask_lidar", "mask_camera")
+#: The file name of one keyframe's labels, in the Occ3D ``gts/`` layout ``<root>/<scene_name>/<sample_token>/``.
 LABELS_FILE = "labels.npz"
 
 
-def labels_path(root: str | PathLike, scene_name: str, token: str) -> Path:
-    """``<root>/<scene_name>/<sample_token>/labels.npz`` (the Occ3D ``gts/`` layout); names that would leave
-    ``root`` are an InputError."""
-    return path_inside(root, scene_name, token, what="scene name or sample token") / LABELS_FILE
+def label_path(root: str | PathLike, scene_name: str, sample_token: str) -> Path:
+    """``<root>/<scene_name>/<sample_token>/labels.npz``: where Occ3D ground truth and easyocc pseudo-labels live.
+    Names that would leave ``root`` (read from a dataset's tables: untrusted) are an InputError."""
+    return path_inside(root, scene_name, sample_token, what="scene name or sample token") / LABELS_FILE
+
+
+def find_label_files(root: str | PathLike) -> dict[str, Path]:
+    """Sample token -> ``<root>/<scene>/<token>/labels.npz``, in path order; an error naming ``root`` when there
+    are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "labels folder not found")
+    found = {p.parent.name: p for p in sorted(root.glob(f"*/*/{LABELS_FILE}"))}
+    if not found:
+        raise InputError(root, f"no <scene>/<sample_token>/{LABELS_FILE} files")
+    return found
 
 
 def prediction_path(root: str | PathLike, token: str) -> Path:
@@ -253,6 +266,12 @@ def read_prediction(path: str | PathLike, writable: bool = True) -> np.ndarray:
         if key is None:
             raise InputError(path, f"no 'pred' or 'arr_0' array (has: {', '.join(npz.files) or 'nothing'})")
         return _check_volume(path, key, _read_member(npz, path, key, writable), FREE, False)
+
+
+def labels_as_prediction(semantics: np.ndarray) -> np.ndarray:
+    """Label semantics (X, Y, Z) scored as a prediction: an ignored voxel (255) is no prediction, i.e. free.
+    Returns uint8 values 0..17."""
+    return np.where(semantics == IGNORE, FREE, semantics).astype(np.uint8)
 
 
 def write_prediction(path: str | PathLike, pred: np.ndarray) -> None:

@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader, Dataset, default_collate, default_conve
 from easyocc.data.nuscenes_index import CAMERA_NAMES, DatasetIndex, Keyframe, resolve_version, split_scene_names
 from easyocc.errors import EasyOccError, InputError
 from easyocc.geometry import crop_intrinsics, scale_intrinsics
-from easyocc.occ3d import labels_path, read_labels
+from easyocc.occ3d import label_path as occ3d_label_path
+from easyocc.occ3d import read_labels
 
 
 @dataclass
@@ -64,7 +65,7 @@ def split_keyframes(dataroot: str | Path, version: str, split: str) -> list[Keyf
 
 def label_path(labels_dir: str | Path, keyframe: Keyframe) -> Path:
     """``<labels>/<scene_name>/<sample_token>/labels.npz`` (the Occ3D ``gts/`` layout)."""
-    return labels_path(labels_dir, keyframe.scene_name, keyframe.token)
+    return occ3d_label_path(labels_dir, keyframe.scene_name, keyframe.token)
 
 
 def _jpeg_reduction(stored_size: tuple[int, int], target_size: tuple[int, int]) -> int:

@@ -317,7 +317,7 @@ def run(args: argparse.Namespace) -> int:
 
     from easyocc.data.nuscenes_index import resolve_version
     from easyocc.fileio import require_folder_or_absent, sweep_temporaries
-    from easyocc.occ3d import labels_path
+    from easyocc.occ3d import label_path
 
     # Everything is checked before the manifest is written.
     config = config_from_args(args)
@@ -338,7 +338,7 @@ def run(args: argparse.Namespace) -> int:
             sweep_temporaries(folder)  # what killed runs left; live writers' files are kept
     check_or_write_manifest(args.out, manifest_for(config, semantics.fingerprint(), depth.fingerprint(),
                                                    args.version, args.ego_masks))
-    todo = sum(1 for s in scenes for kf in s.keyframes if not labels_path(args.out, s.name, kf.token).is_file())
+    todo = sum(1 for s in scenes for kf in s.keyframes if not label_path(args.out, s.name, kf.token).is_file())
     total = sum(len(s.keyframes) for s in scenes)
     for s in scenes:
         if len(s.keyframes) == 1:
@@ -346,7 +346,7 @@ def run(args: argparse.Namespace) -> int:
                   file=sys.stderr)
     start = time.perf_counter()
     with tqdm(total=todo, unit="keyframe", desc="labels", dynamic_ncols=True) as progress:
-        written = run_scenes(job, [s for s in scenes if any(not labels_path(args.out, s.name, kf.token).is_file()
+        written = run_scenes(job, [s for s in scenes if any(not label_path(args.out, s.name, kf.token).is_file()
                                                              for kf in s.keyframes)], args.workers, progress)
     elapsed = time.perf_counter() - start
     rate = written / elapsed if elapsed > 0 else 0.0

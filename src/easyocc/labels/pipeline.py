@@ -40,8 +40,7 @@ from easyocc.labels.visibility import (
     traverse,
 )
 from easyocc.labels.voxelize import vote
-from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid, labels_path, write_labels
-
+from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid, label_path, write_labels
 
 @dataclass(frozen=True)
 class KeyframeLabels:
@@ -218,11 +217,11 @@ def label_scene(
     Keyframes whose ``labels.npz`` exists are skipped when ``skip_existing`` (resuming).
     """
     def wanted(kf: Keyframe) -> bool:
-        return not (skip_existing and labels_path(out_root, scene.name, kf.token).is_file())
+        return not (skip_existing and label_path(out_root, scene.name, kf.token).is_file())
 
     written = 0
     for keyframe, labels in labeler.labels(scene, wanted):
-        labels.write(labels_path(out_root, scene.name, keyframe.token))
+        labels.write(label_path(out_root, scene.name, keyframe.token))
         written += 1
         if on_keyframe is not None:
             on_keyframe(keyframe)

@@ -65,23 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --- scoring a labels folder --------------------------------------------------------------------------------------
 
-def find_labels(folder: Path) -> dict[str, Path]:
-    """Sample token -> ``<folder>/<scene>/<token>/labels.npz``."""
-    if not folder.is_dir():
-        raise InputError(folder, "labels folder not found")
-    found = {p.parent.name: p for p in sorted(folder.glob("*/*/labels.npz"))}
-    if not found:
-        raise InputError(folder, "no <scene>/<sample_token>/labels.npz files")
-    return found
-
-
 def score_folder(labels_dir: Path, gt_dir: Path):
     """Confusion matrices of pseudo-labels against GT: {"camera": ..., "none": ...}, and keyframe counts."""
     from easyocc.evaluation import ConfusionMatrix
     from easyocc.evaluation.runner import find_ground_truth
-    from easyocc.occ3d import read_labels
+    from easyocc.occ3d import find_label_files, labels_as_prediction, read_labels
 
-    labels = find_labels(labels_dir)
+    labels = find_label_files(labels_dir)
     gts = find_ground_truth(gt_dir)
     missing_gt = sorted(set(labels) - set(gts))
     if missing_gt:
@@ -90,8 +80,7 @@ def score_folder(labels_dir: Path, gt_dir: Path):
     matrices = {mask: ConfusionMatrix() for mask in GT_MASKS}
     for token, path in labels.items():
         gt = read_labels(gts[token][1], keys=("semantics", "mask_camera"))
-        pseudo = read_labels(path, keys=("semantics",)).semantics
-        pseudo = np.where(pseudo == 255, 17, pseudo).astype(np.uint8)  # an ignored voxel is no prediction: free
+        pseudo = labels_as_prediction(read_labels(path, keys=("semantics",)).semantics)
         matrices["camera"].update(gt.semantics, pseudo, gt.mask_camera)
         matrices["none"].update(gt.semantics, pseudo)
     return matrices, len(labels), len(gts) - len(labels)
@@ -297,14 +286,14 @@ def plot_sweep(path: Path, rows: list[dict], min_points: int = 2) -> None:
 def sweep_tasks(args: argparse.Namespace, frames: list[int], thresholds: list[int]) -> list[SweepTask]:
     from easyocc.evaluation.runner import find_ground_truth
     from easyocc.labels.command import select_scenes
-    from easyocc.occ3d import labels_path
+    from easyocc.occ3d import label_path
 
     gts = find_ground_truth(args.gt)
     scenes = select_scenes(args)
     for scene in scenes:
         for kf in scene.keyframes:
             if kf.token not in gts:
-                raise InputError(labels_path(args.gt, scene.name, kf.token), "ground truth not found")
+                raise InputError(label_path(args.gt, scene.name, kf.token), "ground truth not found")
     oracle = args.semantics == "oracle" or args.depth == "oracle"
     presets = [p.strip() for p in args.noise_presets.split(",") if p.strip()] if oracle else [None]
     carves = {"on": True, "off": False}
