@@ -62,7 +62,8 @@ def labels_command(dataroot: Path, out: Path, **popen):
     the test leaves alive is killed afterwards."""
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "easyocc", "labels", "--data", str(dataroot), "--out", str(out), "--split", "all",
+        [sys.executable, "-m", "easyocc", "labels", "--data", str(dataroot), "--version", "v1.0-mini", "--out", str(out),
+         "--split", "all",
          "--workers", "2", "--cell-divisions", "0", "--outlier-neighbors", "64"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
     workers: list[int] = []
