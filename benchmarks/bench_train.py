@@ -10,7 +10,15 @@ Also measured, where it applies: the lifting against a reference implementation 
 ``grid_sample`` call (the obvious way, materialising (B, N, C, P)), same inputs, same outputs; and the loading of
 one real nuScenes keyframe (six 1600x900 JPEGs) at the config's input size, when ../shared/realdata is there.
 
+The rendering-supervised model (``RenderingOccModel``, OccNeRF-style) on the same config: the same encoder and
+3D CNN on OccNeRF's contracted lifting grid (contraction 0.66667), rendering of the six cameras at RENDER_SIZES,
+every self-supervised term at OccNeRF's weights (photometric against two source frames per camera, smoothness,
+2D semantics, entropy, distortion), AdamW; its time and memory as ratios to EasyOcc's iteration above. And the
+photometric loss's SSIM (monodepth2's box filters, written out) against kornia's Gaussian SSIM on the config's
+photometric shapes: time of forward + backward, and the difference of the error maps.
+
     python benchmarks/bench_train.py [--configs demo paper] [--device auto] [--iterations 5] [--paper-iterations 2]
+                                     [--no-rendering]
 
 Prints JSON (medians).
 """
@@ -82,51 +90,82 @@ def current_memory_mb(device) -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+#: Render size (H, W) per camera for each config, until the configs carry a render section: the paper's is
+#: OccNeRF's 180 x 320; the demo renders at half its 144 x 256 input.
+RENDER_SIZES = {"demo": (72, 128), "paper": (180, 320)}
+
+
+def timed_steps(step, iterations: int) -> tuple[float, list[float]]:
+    """One warm-up call of ``step`` (which returns its own seconds), then ``iterations`` timed ones."""
+    warmup = step()
+    return warmup, [step() for _ in range(iterations)]
+
+
+class TrainingSetup:
+    """What a child's training steps share: configs/<name>.yaml, the device (seeded; cudnn autotuning on CUDA), the
+    config's mixed precision (CUDA only) with its loss scaler, and a device synchronisation for timing."""
+
+    def __init__(self, name: str, device_name: str):
+        import torch
+
+        from easyocc.config import load_config
+        from easyocc.training.config import TrainConfig
+        from easyocc.training.distributed import pick_device
+
+        self.config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
+        self.device = device = pick_device(device_name)
+        torch.manual_seed(0)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+        self.use_amp = self.config.optim.amp and device.type == "cuda"
+        self.dtype = torch.bfloat16 if self.config.optim.amp_dtype == "bfloat16" else torch.float16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.use_amp and self.dtype == torch.float16)
+
+    def autocast(self):
+        import torch
+
+        return torch.autocast(self.device.type, dtype=self.dtype, enabled=self.use_amp)
+
+    def sync(self) -> None:
+        import torch
+
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def optimise(self, loss, optimizer) -> None:
+        """Backward (through the loss scaler) and the optimiser step, then a device synchronisation."""
+        optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        self.sync()
+
+
 def measure_config(name: str, device_name: str, iterations: int) -> dict:
     """Run in a child process: time ``iterations`` training steps of configs/<name>.yaml after one warm-up."""
     import numpy as np
-    import torch
 
-    from easyocc.config import load_config
     from easyocc.losses import PseudoLoss
-    from easyocc.training.config import TrainConfig
+    from easyocc.models.easyocc import build_model
     from easyocc.training.cost import memory_kind, peak_memory_mb
-    from easyocc.training.distributed import pick_device
     from easyocc.training.loop import make_optimizer, train_step
 
-    config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
-    device = pick_device(device_name)
-    torch.manual_seed(0)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    from easyocc.models.easyocc import build_model
-
+    setup = TrainingSetup(name, device_name)
+    config, device, use_amp, dtype, sync = setup.config, setup.device, setup.use_amp, setup.dtype, setup.sync
     model = build_model(config.model, load_weights=False).to(device).train()
     optimizer = make_optimizer(model, config.optim)
     weights = np.ones(18, dtype=np.float32) if config.loss.class_weighting != "none" else None
     criterion = PseudoLoss(config.loss, weights).to(device)
-    use_amp = config.optim.amp and device.type == "cuda"
-    dtype = torch.bfloat16 if config.optim.amp_dtype == "bfloat16" else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and dtype == torch.float16)
     batch = synthetic_batch(config, device)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
 
     def step() -> float:
         sync()
         start = time.perf_counter()
-        losses = train_step(model, criterion, batch, torch.autocast(device.type, dtype=dtype, enabled=use_amp))
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(losses["loss"]).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        sync()
+        losses = train_step(model, criterion, batch, setup.autocast())
+        setup.optimise(losses["loss"], optimizer)
         return time.perf_counter() - start
 
-    warmup = step()
-    times = [step() for _ in range(iterations)]
+    warmup, times = timed_steps(step, iterations)
     result = {
         "iteration_s_median": statistics.median(times),
         "iteration_s": [round(t, 4) for t in times],
@@ -169,6 +208,128 @@ def component_times(model, criterion, batch, config, device, use_amp, dtype, syn
         sync()
         timings["loss_forward"] = time.perf_counter() - t
     return {k: round(v, 4) for k, v in timings.items()}
+
+
+def rendering_batch(config, render_size, device) -> dict:
+    """The synthetic keyframe of ``synthetic_batch`` plus what the self-supervised losses read: render intrinsics,
+    two random source images per camera 0.8 m behind and ahead along its axis, random 2D semantics."""
+    import numpy as np
+    import torch
+
+    from easyocc.geometry import scale_intrinsics
+
+    batch = synthetic_batch(config, device)
+    generator = torch.Generator().manual_seed(1)
+    height, width = config.data.input_size
+    K = batch["intrinsics"][0].cpu().numpy()
+    render_K = scale_intrinsics(K, render_size[1] / width, render_size[0] / height)
+    source_T_cam = torch.eye(4).repeat(1, 6, 2, 1, 1)
+    source_T_cam[..., 2, 3] = torch.tensor([0.8, -0.8])
+    return {
+        **batch,
+        "render_intrinsics": torch.from_numpy(np.asarray(render_K)).float()[None].to(device),
+        "source_images": torch.randint(0, 256, (1, 6, 2, 3, height, width), generator=generator,
+                                       dtype=torch.uint8).to(device),
+        "source_T_cam": source_T_cam.to(device),
+        "semantics_2d": torch.randint(0, 18, (1, 6, height, width), generator=generator, dtype=torch.uint8).to(device),
+    }
+
+
+def measure_rendering(name: str, device_name: str, iterations: int) -> dict:
+    """Run in a child process: training steps of the rendering model on configs/<name>.yaml's model and data."""
+    import dataclasses
+
+    from easyocc.losses import class_weights_from_counts
+    from easyocc.losses.rendering import OCCNERF_CLASS_FREQUENCIES, RenderingLoss, RenderLossConfig
+    from easyocc.models.rendering import RaySchedule, RenderConfig, build_rendering_model
+    from easyocc.training.cost import memory_kind, peak_memory_mb
+    from easyocc.training.loop import make_optimizer
+
+    setup = TrainingSetup(name, device_name)
+    config, device, sync = setup.config, setup.device, setup.sync
+    model_config = dataclasses.replace(config.model, contraction=0.66667)
+    render = RenderConfig(size=RENDER_SIZES[name])
+    model = build_rendering_model(model_config, render, load_weights=False).to(device).train()
+    optimizer = make_optimizer(model, config.optim)
+    criterion = RenderingLoss(RenderLossConfig(), class_weights_from_counts(OCCNERF_CLASS_FREQUENCIES)).to(device)
+    batch = rendering_batch(config, render.size, device)
+    timings: dict[str, float] = {}
+
+    def step() -> float:
+        sync()
+        start = time.perf_counter()
+        with setup.autocast():
+            volume = model.volume(batch["images"], batch["intrinsics"], batch["ego_T_cam"])
+            sync()
+            timings["volume_forward"] = time.perf_counter() - start
+            rendered = model.render(volume, batch["render_intrinsics"], batch["ego_T_cam"])
+            sync()
+            timings["render_forward"] = time.perf_counter() - start - timings["volume_forward"]
+        losses = criterion(rendered, batch["images"], batch["intrinsics"], batch["source_images"],
+                           batch["source_T_cam"], semantics=batch["semantics_2d"])
+        sync()
+        timings["losses_forward"] = time.perf_counter() - start - timings["volume_forward"] - timings["render_forward"]
+        setup.optimise(losses["loss"], optimizer)
+        return time.perf_counter() - start
+
+    warmup, times = timed_steps(step, iterations)
+    schedule = RaySchedule.for_grid(model.lifter.grid, render, float(batch["ego_T_cam"][..., :3, 3].norm(dim=-1).max()))
+    return {
+        "iteration_s_median": statistics.median(times),
+        "iteration_s": [round(t, 4) for t in times],
+        "warmup_s": round(warmup, 3),
+        "peak_memory_mb": round(peak_memory_mb(device), 1),
+        "memory_kind": memory_kind(device),
+        "lift_grid": list(model.lifter.grid.shape),
+        "rays": 6 * render.size[0] * render.size[1],
+        "render_size": list(render.size),
+        "samples_per_ray": schedule.count,
+        "semantic_samples_per_ray": -(-schedule.count // render.semantic_every),
+        "chunk_rays": render.chunk_rays,
+        "last_iteration_parts_s": {k: round(v, 4) for k, v in timings.items()},
+    }
+
+
+def measure_ssim(name: str, device_name: str, iterations: int) -> dict:
+    """The photometric loss's SSIM error (monodepth2's 3 x 3 box) against kornia's (``metrics.ssim``, a 3-tap
+    Gaussian), forward + backward on the config's photometric shapes (6 cameras x 2 source frames, input size)."""
+    import torch
+    from kornia.metrics import ssim
+
+    from easyocc.config import load_config
+    from easyocc.losses.rendering import ssim_error
+    from easyocc.training.config import TrainConfig
+    from easyocc.training.distributed import pick_device
+
+    config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
+    device = pick_device(device_name)
+    height, width = config.data.input_size
+    generator = torch.Generator().manual_seed(0)
+    target = torch.rand(12, 3, height, width, generator=generator).to(device)
+    warped = (target + 0.1 * torch.randn(12, 3, height, width, generator=generator).to(device)).clamp(0, 1)
+    warped.requires_grad_()
+
+    def seconds(fn) -> float:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        start = time.perf_counter()
+        fn().mean().backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        return time.perf_counter() - start
+
+    kornia = lambda: ((1 - ssim(warped, target, 3, max_val=1.0, eps=0.0)) / 2).clamp(0, 1)  # noqa: E731
+    ours = lambda: ssim_error(warped, target)  # noqa: E731
+    seconds(kornia), seconds(ours)  # warm-up
+    # Alternated, so that a change of load on a shared machine hits both alike.
+    pairs = [(seconds(kornia), seconds(ours)) for _ in range(max(iterations, 5))]
+    kornia_s, ours_s = (statistics.median(times) for times in zip(*pairs))
+    with torch.no_grad():
+        difference = kornia() - ours()
+    return {"images": f"12 x 3 x {height}x{width}", "box_ssim_s": round(ours_s, 4), "kornia_ssim_s": round(kornia_s, 4),
+            "time_ratio_kornia_over_box": round(kornia_s / ours_s, 3),
+            "max_abs_difference": round(float(difference.abs().max()), 5),
+            "mean_abs_difference": round(float(difference.abs().mean()), 6)}
 
 
 def reference_lifting(lifter, features, intrinsics, ego_T_cam, image_size):
@@ -283,12 +444,14 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--iterations", type=int, default=5, help="timed iterations (demo config, and on a GPU)")
     parser.add_argument("--paper-iterations", type=int, default=2, help="timed iterations of the paper config on the CPU")
+    parser.add_argument("--no-rendering", action="store_true", help="skip the rendering model and the SSIM check")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         kind, name, device, iterations = args.child
         sys.path.insert(0, str(REPO / "src"))
-        measure = {"train": measure_config, "lifting": measure_lifting}[kind]
+        measure = {"train": measure_config, "lifting": measure_lifting, "render": measure_rendering,
+                   "ssim": measure_ssim}[kind]
         print(json.dumps(measure(name, device, int(iterations)) if kind != "loading" else measure_loading(name)))
         return
 
@@ -317,6 +480,16 @@ def main() -> None:
                 reference["extra_peak_memory_mb"] / max(ours["extra_peak_memory_mb"], 1.0), 3)
         entry["lifting_forward_backward"] = lifting
         entry["data_loading"] = measure_loading(name)
+        if not args.no_rendering:
+            rendering = run_child("render", name, args.device, iterations)
+            easyocc = entry["train_iteration"]
+            if "iteration_s_median" in rendering and "iteration_s_median" in easyocc:
+                rendering["time_ratio_over_easyocc"] = round(
+                    rendering["iteration_s_median"] / easyocc["iteration_s_median"], 2)
+                rendering["memory_ratio_over_easyocc"] = round(
+                    rendering["peak_memory_mb"] / easyocc["peak_memory_mb"], 2)
+            entry["rendering_model_train_iteration"] = rendering
+            entry["photometric_ssim"] = run_child("ssim", name, args.device, iterations)
         report["configs"][name] = entry
     print(json.dumps(report, indent=2))
 

@@ -65,8 +65,11 @@ def real_nuscenes_root(tmp_path_factory) -> Path:
     return root
 
 
-#: The small SimScenes dataset the tests of every stage share: 2 scenes x 4 keyframes of 160x90 images, seed 0.
-TINY_SIMSCENES = {"scenes": 2, "keyframes": 4, "image_size": (160, 90), "seed": 0}
+#: The small SimScenes dataset the tests of every stage share: 2 scenes x 4 keyframes of 160x90 images, seed 0,
+#: no camera sweeps.
+TINY_SIMSCENES = {"scenes": 2, "keyframes": 4, "image_size": (160, 90), "seed": 0, "sweeps": "none"}
+#: SimScenes with every camera sweep (12 Hz): 2 scenes x 3 keyframes of 320x180 images, seed 0 (~4 s to generate).
+SWEEPS_SIMSCENES = {"scenes": 2, "keyframes": 3, "image_size": (320, 180), "seed": 0, "sweeps": "all"}
 
 
 @pytest.fixture(scope="session")
@@ -77,4 +80,15 @@ def tiny_simscenes(tmp_path_factory) -> Path:
 
     root = tmp_path_factory.mktemp("simscenes") / "tiny"
     generate_dataset(root, SynthConfig(**TINY_SIMSCENES), progress=False)
+    return root
+
+
+@pytest.fixture(scope="session")
+def sweeps_simscenes(tmp_path_factory) -> Path:
+    """A SimScenes dataroot with all camera sweeps (``sweeps/CAM_*``, five between two keyframes), larger images
+    than ``tiny_simscenes`` so that sub-pixel geometry shows. Read-only."""
+    from easyocc.data.synthetic.generate import SynthConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("simscenes-sweeps") / "sweeps"
+    generate_dataset(root, SynthConfig(**SWEEPS_SIMSCENES), progress=False)
     return root

@@ -53,3 +53,46 @@ def test_scaled_intrinsics_keep_image_corners():
 def test_points_behind_camera_have_no_pixel():
     uv, depth = g.project_points(np.eye(3), np.array([[0.0, 0, -1.0], [0, 0, 2.0]]))
     assert np.isnan(uv[0]).all() and not np.isnan(uv[1]).any()
+
+
+def test_sample_bilinear_is_exact_on_linear_images_and_matches_grid_sample():
+    import torch
+    import torch.nn.functional as F
+
+    height, width = 7, 11
+    vv, uu = np.mgrid[0:height, 0:width].astype(np.float64)
+    image = np.stack([2.0 * uu + 3.0 * vv, -uu + 0.5 * vv + 4.0, uu * 0 + 9.0], axis=-1)
+    rng = np.random.default_rng(4)
+    uv = np.column_stack([rng.uniform(0, width - 1, 200), rng.uniform(0, height - 1, 200)])
+    uv[:2] = [[width - 1, height - 1], [0, 0]]  # the last pixel centre is inside
+    values, valid = g.sample_bilinear(image, uv)
+    assert valid.all()
+    np.testing.assert_allclose(values[:, 0], 2.0 * uv[:, 0] + 3.0 * uv[:, 1], atol=1e-9)
+    np.testing.assert_allclose(values[:, 1], -uv[:, 0] + 0.5 * uv[:, 1] + 4.0, atol=1e-9)
+    # The same convention as grid_sample(align_corners=False) at (uv + 0.5) / size * 2 - 1 (geometry's docstring).
+    texture = rng.uniform(0, 255, size=(height, width))
+    grid = torch.from_numpy((uv + 0.5) / [width, height] * 2 - 1)[None, None]
+    expected = F.grid_sample(torch.from_numpy(texture)[None, None], grid, mode="bilinear", align_corners=False)
+    np.testing.assert_allclose(g.sample_bilinear(texture, uv)[0], expected[0, 0, 0].numpy(), atol=1e-9)
+    outside = np.array([[-0.01, 3.0], [width - 0.99, 3.0], [2.0, height], [np.nan, 1.0]])
+    values, valid = g.sample_bilinear(texture, outside)
+    assert not valid.any() and (values == 0).all()
+
+
+def test_reproject_depth_moves_pixels_by_the_parallax():
+    K = np.array([[100.0, 0.0, 15.5], [0.0, 100.0, 9.5], [0.0, 0.0, 1.0]])
+    depth = np.full((20, 32), 10.0, dtype=np.float32)
+    depth[0, 0], depth[0, 1] = np.inf, 0.0  # sky, no depth
+    vv, uu = np.mgrid[0:20, 0:32]
+    same = g.reproject_depth(depth, K, K, np.eye(4))
+    np.testing.assert_allclose(same[1:, :, 0], uu[1:], atol=1e-4)
+    np.testing.assert_allclose(same[1:, :, 1], vv[1:], atol=1e-4)
+    assert np.isnan(same[0, :2]).all()
+    # The destination camera sits 0.5 m to the right (+x) of the source: a plane 10 m ahead shifts 5 px left.
+    dst_T_src = g.make_transform(np.eye(3), (-0.5, 0.0, 0.0))
+    moved = g.reproject_depth(depth, K, K, dst_T_src)
+    np.testing.assert_allclose(moved[1:, :, 0], uu[1:] - 5.0, atol=1e-4)
+    np.testing.assert_allclose(moved[1:, :, 1], vv[1:], atol=1e-4)
+    # Points behind the destination camera have no pixel.
+    behind = g.reproject_depth(depth, K, K, g.make_transform(np.eye(3), (0.0, 0.0, -20.0)))
+    assert np.isnan(behind).all()

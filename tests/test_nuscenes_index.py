@@ -1,4 +1,6 @@
+import json
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -45,6 +47,44 @@ def test_lidar_points_project_into_front_camera(real_nuscenes_root):
     uv, depth = project_points(cam.K, in_cam)
     ok = (depth > 1) & (uv[:, 0] >= 0) & (uv[:, 0] < cam.width) & (uv[:, 1] >= 0) & (uv[:, 1] < cam.height)
     assert ok.sum() > 1000
+
+
+def test_neighbours_on_a_real_layout(real_nuscenes_root, tmp_path):
+    """The real keyframe with a CAM_FRONT sweep row 83 ms before it, as nuScenes' tables hold sweeps (file under
+    sweeps/, is_key_frame false, its own ego pose), and one 400 ms after it (a gap: no neighbour)."""
+    root = tmp_path / "real"
+    shutil.copytree(real_nuscenes_root, root)
+    tables = root / "v1.0-mini"
+    sample_data = json.loads((tables / "sample_data.json").read_text())
+    poses = json.loads((tables / "ego_pose.json").read_text())
+    front = next(sd for sd in sample_data if sd["filename"].startswith("samples/CAM_FRONT/"))
+    pose = next(p for p in poses if p["token"] == front["ego_pose_token"])
+    added = []
+    for token, step in (("sweep-before", -83_320), ("sweep-far-after", 400_000)):
+        stamp = front["timestamp"] + step
+        filename = f"sweeps/CAM_FRONT/n015-2018-07-24-11-22-45+0800__CAM_FRONT__{stamp}.jpg"
+        (root / filename).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(root / front["filename"], root / filename)
+        added.append(dict(front, token=token, ego_pose_token=token, timestamp=stamp, is_key_frame=False,
+                          filename=filename, prev=front["token"] if step > 0 else "",
+                          next=front["token"] if step < 0 else ""))
+        poses.append(dict(pose, token=token, timestamp=stamp,
+                          translation=list(np.add(pose["translation"], [step * 1e-5, 0.0, 0.0]))))
+    front["prev"], front["next"] = "sweep-before", "sweep-far-after"
+    (tables / "sample_data.json").write_text(json.dumps(sample_data + added))
+    (tables / "ego_pose.json").write_text(json.dumps(poses))
+
+    kf = DatasetIndex(root, "v1.0-mini").keyframes[REAL_SAMPLE_TOKEN]
+    before = kf.neighbour("CAM_FRONT", -1)
+    cam = kf.cameras["CAM_FRONT"]
+    assert before.timestamp == cam.timestamp - 83_320 and not before.is_key_frame and cam.is_key_frame
+    assert before.relpath.startswith("sweeps/CAM_FRONT/") and before.image_path.is_file()
+    np.testing.assert_allclose(before.global_T_ego[:3, 3] - cam.global_T_ego[:3, 3], [-0.8332, 0.0, 0.0],
+                               atol=1e-9)
+    np.testing.assert_array_equal(before.K, cam.K)
+    np.testing.assert_array_equal(before.ego_T_cam, cam.ego_T_cam)
+    assert kf.neighbour("CAM_FRONT", 1) is None  # 400 ms: more than a dropped frame
+    assert all(kf.neighbour(name, o) is None for name in CAMERA_NAMES[1:] for o in (-1, 1))
 
 
 def test_missing_version_is_a_one_line_error(tmp_path):

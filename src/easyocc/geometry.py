@@ -151,3 +151,44 @@ def crop_intrinsics(K: np.ndarray, left: float, top: float) -> np.ndarray:
     K[0, 2] -= left
     K[1, 2] -= top
     return K
+
+
+def reproject_depth(depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, dst_T_src: np.ndarray) -> np.ndarray:
+    """Where every pixel of a source camera lands in a destination camera, given the source's z-depth.
+
+    depth: (H, W) z-depth of the source image (non-finite or <= 0: no surface); K_src, K_dst: (3, 3);
+    dst_T_src: (4, 4) source camera -> destination camera. Returns uv (H, W, 2) float64 in the destination's
+    pixel coordinates, nan where the depth is no surface or the point lies behind the destination camera.
+    """
+    depth = np.asarray(depth)
+    surface = np.isfinite(depth) & (depth > 0)
+    points = lift_depth(np.where(surface, depth, 1.0), K_src)
+    uv, _ = project_points(K_dst, transform_points(dst_T_src, points, np.float64))
+    uv[~surface.reshape(-1)] = np.nan
+    return uv.reshape(*depth.shape, 2)
+
+
+def sample_bilinear(image: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bilinear samples of ``image`` (H, W) or (H, W, C) at pixel coordinates uv (N, 2) (pixel centres at integers).
+
+    Returns values (N,) or (N, C) float64 (0 where not valid) and valid (N,) bool: uv inside the pixel centres'
+    hull [0, W - 1] x [0, H - 1], so that all four neighbours exist.
+    """
+    image = np.asarray(image)
+    uv = np.asarray(uv, dtype=np.float64).reshape(-1, 2)
+    height, width = image.shape[:2]
+    with np.errstate(invalid="ignore"):
+        valid = (uv[:, 0] >= 0) & (uv[:, 0] <= width - 1) & (uv[:, 1] >= 0) & (uv[:, 1] <= height - 1)
+    u, v = np.where(valid, uv[:, 0], 0.0), np.where(valid, uv[:, 1], 0.0)
+    u0 = np.minimum(np.floor(u).astype(np.int64), max(width - 2, 0))
+    v0 = np.minimum(np.floor(v).astype(np.int64), max(height - 2, 0))
+    u1, v1 = np.minimum(u0 + 1, width - 1), np.minimum(v0 + 1, height - 1)
+    fu, fv = u - u0, v - v0
+    if image.ndim == 3:
+        fu, fv = fu[:, None], fv[:, None]
+    pixels = image.astype(np.float64, copy=False)
+    top = pixels[v0, u0] * (1 - fu) + pixels[v0, u1] * fu
+    bottom = pixels[v1, u0] * (1 - fu) + pixels[v1, u1] * fu
+    values = top * (1 - fv) + bottom * fv
+    values[~valid] = 0.0
+    return values, valid

@@ -96,10 +96,10 @@ def split_keyframes(data_dir: Path, split: str) -> list:
 def write_label_predictions(labels_dir: Path, keyframes: list, out_dir: Path) -> Path:
     """The pseudo-labels' semantics of ``keyframes`` written as predictions ``out_dir/<token>.npz``."""
     from easyocc.data.occ_dataset import label_path
-    from easyocc.occ3d import read_labels, write_prediction
+    from easyocc.occ3d import prediction_path, read_labels, write_prediction
 
     for kf in keyframes:
-        write_prediction(out_dir / f"{kf.token}.npz", read_labels(label_path(labels_dir, kf)).semantics)
+        write_prediction(prediction_path(out_dir, kf.token), read_labels(label_path(labels_dir, kf)).semantics)
     return out_dir
 
 

@@ -1,19 +1,25 @@
 """The EasyOcc model: surround images -> ResNet + FPN features -> voxel features by projection -> 3D CNN ->
 18 logits per Occ3D voxel, (B, 18, 200, 200, 16) indexed [x, y, z] in the keyframe's ego frame (channel 17 = free).
+
+The parts up to the 3D CNN's output on the lifting grid (``EasyOccModel.volume``) are what a rendering-supervised
+model shares (``easyocc.models.rendering.RenderingOccModel`` subclasses this one, so both have the same state-dict
+keys).
 """
 
 from __future__ import annotations
+
+import math
 
 from dataclasses import dataclass
 from typing import Literal
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from easyocc.models.lifting import VoxelLifter
 from easyocc.models.neck import FPNNeck
 from easyocc.models.resnet import ResNet, load_pretrained
+from easyocc.models.volume import VolumeGrid, occ3d_logits
 from easyocc.models.voxel_cnn import VoxelUNet
 from easyocc.occ3d import NUM_CLASSES, OCC3D_GRID, VoxelGrid
 
@@ -43,17 +49,30 @@ class ModelConfig:
     volume_blocks: tuple[int, ...] = (1, 2, 2)
     #: Voxels closer to a camera's image plane than this (metres) do not sample it.
     min_depth: float = 0.1
+    #: OccNeRF's contracted coordinates (``contracted_ratio``, 0.66667 there): the fraction of each axis's lifting
+    #: cells that cover the Occ3D box; the others, half on each side, compress the unbounded space beyond it
+    #: (0.66667 at full resolution: 300 x 300 x 24 cells, the inner 200 x 200 x 16 the Occ3D voxels). null: the
+    #: lifting grid is the box alone (EasyOcc). Rendering sees beyond the box only with it.
+    contraction: float | None = None
 
     def __post_init__(self):
-        if not self.volume_blocks:
-            raise ValueError("volume_blocks needs at least one level")
+        if not self.volume_blocks or any(b < 1 for b in self.volume_blocks):
+            raise ValueError(f"volume_blocks needs at least one level, each of >= 1 block, got {list(self.volume_blocks)}")
+        if not 0 < self.min_depth < math.inf:
+            raise ValueError(f"min_depth must be a positive number of metres, got {self.min_depth}")
         for name in ("neck_channels", "feature_channels", "volume_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
+        if self.contraction is not None and not 0.0 < self.contraction < 1.0:
+            raise ValueError(f"contraction must be in (0, 1) or null, got {self.contraction}")
 
     @property
-    def lift_grid(self) -> VoxelGrid:
-        return VoxelGrid(OCC3D_GRID.lower, OCC3D_GRID.upper, OCC3D_GRID.voxel_size * self.lift_downsample)
+    def lift_grid(self) -> VolumeGrid:
+        """The cells the images are lifted into and the 3D CNN runs on."""
+        voxel_size = OCC3D_GRID.voxel_size * self.lift_downsample
+        if self.contraction is None:
+            return VolumeGrid.box(VoxelGrid(OCC3D_GRID.lower, OCC3D_GRID.upper, voxel_size))
+        return VolumeGrid.contracted(voxel_size, self.contraction)
 
 
 class EasyOccModel(nn.Module):
@@ -83,6 +102,11 @@ class EasyOccModel(nn.Module):
         """Everything after the lifting (the 3D CNN)."""
         return list(self.voxel_cnn.parameters())
 
+    def load_pretrained_backbone(self) -> None:
+        """Load ``config.pretrained`` (a local torchvision ResNet state dict) into the backbone, when set."""
+        if self.config.pretrained:
+            load_pretrained(self.backbone, self.config.pretrained)
+
     def train(self, mode: bool = True) -> "EasyOccModel":
         super().train(mode)
         if mode and self.config.freeze_backbone_bn:
@@ -103,20 +127,24 @@ class EasyOccModel(nn.Module):
         features = self.neck(self.backbone(x))
         return features.unflatten(0, (batch, cameras))
 
-    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, ego_T_cam: torch.Tensor) -> torch.Tensor:
+    def volume(self, images: torch.Tensor, intrinsics: torch.Tensor, ego_T_cam: torch.Tensor) -> torch.Tensor:
+        """The 3D CNN's logits on the lifting grid: (B, 18, *config.lift_grid.shape) float32 (channel 17 = free).
+
+        images (B, N, 3, H, W), intrinsics (B, N, 3, 3), ego_T_cam (B, N, 4, 4), as ``forward``.
+        """
         if images.ndim != 5 or images.shape[2] != 3:
             raise ValueError(f"images must have shape (B, N, 3, H, W), got {tuple(images.shape)}")
         features = self.image_features(images)
-        volume = self.lifter(features, intrinsics, ego_T_cam, tuple(images.shape[-2:]))
-        logits = self.voxel_cnn(volume).float()
-        if logits.shape[-3:] != OCC3D_GRID.shape:
-            logits = F.interpolate(logits, size=OCC3D_GRID.shape, mode="trilinear", align_corners=False)
-        return logits
+        lifted = self.lifter(features, intrinsics, ego_T_cam, tuple(images.shape[-2:]))
+        return self.voxel_cnn(lifted).float()
+
+    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, ego_T_cam: torch.Tensor) -> torch.Tensor:
+        return occ3d_logits(self.volume(images, intrinsics, ego_T_cam), self.lifter.grid)
 
 
 def build_model(config: ModelConfig, load_weights: bool = True) -> EasyOccModel:
     """The model, with ``config.pretrained`` loaded into the backbone when set and ``load_weights``."""
     model = EasyOccModel(config)
-    if load_weights and config.pretrained:
-        load_pretrained(model.backbone, config.pretrained)
+    if load_weights:
+        model.load_pretrained_backbone()
     return model

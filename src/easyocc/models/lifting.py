@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from easyocc.models.volume import VolumeGrid
 from easyocc.occ3d import VoxelGrid
 
 
@@ -52,22 +53,24 @@ def project_to_image(
 
 
 class VoxelLifter(nn.Module):
-    """Samples camera features at the centres of ``grid``'s voxels.
+    """Samples camera features at the centres of ``grid``'s cells: a plain voxel grid (``occ3d.VoxelGrid``), or any
+    ``VolumeGrid``, e.g. OccNeRF's contracted grid, whose outer cells sample the images at their far-away centres.
 
     forward(features (B, N, C, h, w), intrinsics (B, N, 3, 3) of the network's input images of size
     ``image_size`` (H, W), ego_T_cam (B, N, 4, 4) camera -> keyframe ego) ->
     volume (B, C + 4, X, Y, Z): the mean feature over the cameras that see each voxel (0 where none does), then
-    the voxel centre normalised to [-1, 1] per axis (3 channels) and the fraction of cameras that see it, so the
-    3D CNN knows where along a ray, and how well observed, a voxel is.
+    the cell centre in the grid's unit coordinates, [-1, 1] per axis (3 channels; on a plain grid the centre
+    normalised over the box), and the fraction of cameras that see it, so the 3D CNN knows where along a ray, and
+    how well observed, a cell is.
     """
 
-    def __init__(self, grid: VoxelGrid, min_depth: float = 0.1):
+    def __init__(self, grid: VolumeGrid | VoxelGrid, min_depth: float = 0.1):
         super().__init__()
+        grid = grid if isinstance(grid, VolumeGrid) else VolumeGrid.box(grid)
         self.grid = grid
         self.min_depth = min_depth
-        centers = torch.from_numpy(grid.centers().reshape(-1, 3))
-        lower, upper = torch.tensor(grid.lower), torch.tensor(grid.upper)
-        position = ((centers - lower) / (upper - lower) * 2 - 1).T.reshape(3, *grid.shape)
+        centers = grid.centers(torch.float32).reshape(-1, 3)
+        position = grid.world_to_unit(centers).T.reshape(3, *grid.shape)
         self.register_buffer("centers", centers, persistent=False)
         self.register_buffer("position", position, persistent=False)
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from easyocc.config import config_to_dict, save_config
-from easyocc.data.occ_dataset import OccDataset, split_keyframes
+from easyocc.data.occ_dataset import InputLoader, OccDataset, split_keyframes
 from easyocc.errors import EasyOccError, InputError
-from easyocc.fileio import atomic_write, save_json
+from easyocc.fileio import atomic_write, require_folder_or_absent, save_json, sweep_temporaries, undo_on_failure
 from easyocc.losses import PseudoLoss, class_counts, class_weights_from_counts
 from easyocc.models.easyocc import EasyOccModel, build_model
 from easyocc.occ3d import CLASS_NAMES, read_labels
@@ -48,6 +48,8 @@ LAST_CHECKPOINT = "checkpoints/last.pt"
 MODEL_FILE = "model.pt"
 LOG_FILE = "train_log.jsonl"
 LOSS_KEYS = ("loss", "ce", "lovasz")
+#: What a run writes into its folder; a new run that fails before its first checkpoint removes what it made of these.
+RUN_ENTRIES = (CONFIG_FILE, WEIGHTS_FILE, "checkpoints", MODEL_FILE, LOG_FILE, "tb")
 
 
 def learning_rate_factor(optim: OptimConfig, iterations_per_epoch: int) -> Callable[[int], float]:
@@ -87,8 +89,8 @@ class _LabelCounts(Dataset):
 def compute_class_weights(dataset: OccDataset, config: TrainConfig, context: DistContext, show_progress: bool) -> dict:
     """Class counts over all training labels (each process counts a share; the counts are summed) -> weights."""
     files = [dataset.label_file(i) for i in range(context.rank, len(dataset), context.world_size)]
-    loader = DataLoader(_LabelCounts(files, config.loss.region), batch_size=None,
-                        num_workers=min(config.data.num_workers, len(files)))
+    loader = InputLoader(_LabelCounts(files, config.loss.region), batch_size=None,
+                         num_workers=min(config.data.num_workers, len(files)))
     counts = torch.zeros(len(CLASS_NAMES), dtype=torch.float64)
     bar = tqdm(loader, desc="class statistics", unit="label", disable=not (show_progress and context.is_main))
     for item in bar:
@@ -117,6 +119,7 @@ def _load_class_weights(path: Path) -> dict:
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    require_folder_or_absent(run_dir, "run folder")
     last = run_dir / LAST_CHECKPOINT
     if resume and not last.is_file():
         raise InputError(last, "no checkpoint to resume from")
@@ -169,12 +172,20 @@ def train(
     resume: bool = False,
     show_progress: bool = True,
 ) -> Path:
-    """Train, writing the run folder; returns the path of ``model.pt``. Under torchrun every process calls this."""
+    """Train, writing the run folder; returns the path of ``model.pt``. Under torchrun every process calls this.
+
+    A new run that fails (bad input, an interruption) before it wrote its first checkpoint leaves nothing behind:
+    what it had written (config.yaml, class_weights.json, tb/, ...) is removed, as are the folders made for it.
+    """
     run_dir = Path(run_dir)
     _prepare_run_dir(run_dir, resume)
     context = init_distributed(config.device)
+    if context.is_main:
+        sweep_temporaries(run_dir)  # half checkpoints of a killed run
+    nothing_to_undo = lambda: resume or not context.is_main or (run_dir / LAST_CHECKPOINT).exists()  # noqa: E731
     try:
-        return _Run(config, Path(data_root), Path(labels_dir), run_dir, resume, show_progress, context).train()
+        with undo_on_failure(run_dir, RUN_ENTRIES, keep=nothing_to_undo):
+            return _Run(config, Path(data_root), Path(labels_dir), run_dir, resume, show_progress, context).train()
     finally:
         shutdown_distributed(context)
 
@@ -256,14 +267,16 @@ class _Run:
             os.link(self.run_dir / LAST_CHECKPOINT, named)
 
     def train(self) -> Path:
-        loader = DataLoader(self.dataset, batch_size=self.config.optim.batch_size, sampler=self.sampler,
-                            num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda")
+        loader = InputLoader(self.dataset, batch_size=self.config.optim.batch_size, sampler=self.sampler,
+                             num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda")
         iteration = self.position["iteration"]
         self.net.train()
-        for epoch in range(self.position["epoch"], self.config.optim.epochs):
-            iteration = self._run_epoch(loader, epoch, iteration)
-        if self.writer is not None:
-            self.writer.close()
+        try:
+            for epoch in range(self.position["epoch"], self.config.optim.epochs):
+                iteration = self._run_epoch(loader, epoch, iteration)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
         model_path = self.run_dir / MODEL_FILE
         if self.context.is_main:
             save_checkpoint(model_path, {"config": config_to_dict(self.config), "model": self.model.state_dict(),
@@ -283,7 +296,7 @@ class _Run:
         self.scheduler.step()
         return torch.stack([losses[k].detach() for k in LOSS_KEYS]).double()
 
-    def _run_epoch(self, loader: DataLoader, epoch: int, iteration: int) -> int:
+    def _run_epoch(self, loader: InputLoader, epoch: int, iteration: int) -> int:
         config, position = self.config, self.position
         start = position["batch"] if epoch == position["epoch"] else 0
         # A run resumed mid-epoch: the partial sums were saved summed over the processes; rank 0 carries them.

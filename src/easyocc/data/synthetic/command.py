@@ -12,6 +12,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--image-size", type=int, nargs=2, default=(800, 450), metavar=("W", "H"),
                         help="camera image size (default 800 450, half the nuScenes resolution)")
     parser.add_argument("--seed", type=int, default=0, help="world seed (default 0); the same seed gives the same bytes")
+    parser.add_argument("--sweeps", choices=("all", "neighbours", "none"),
+                        help="camera sweeps (the 12 Hz images between keyframes) to write: all, neighbours (the one "
+                             "before and the one after each keyframe image; the default) or none")
     parser.add_argument("--preview", metavar="PNG", help="also draw the middle keyframe of the first scene to PNG")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -21,16 +24,20 @@ def run(args: argparse.Namespace) -> int:
 
     from easyocc.data.synthetic.generate import SynthConfig, generate_dataset
     from easyocc.errors import EasyOccError
+    from easyocc.fileio import require_file_path
 
+    if args.preview:
+        require_file_path(args.preview)
+    sweeps = {} if args.sweeps is None else {"sweeps": args.sweeps}  # SynthConfig holds the default
     config = SynthConfig(scenes=args.scenes, keyframes=args.keyframes, image_size=tuple(args.image_size),
-                         seed=args.seed)
+                         seed=args.seed, **sweeps)
     try:
         config.validate()
     except ValueError as exc:
         raise EasyOccError(str(exc)) from None
     report = generate_dataset(args.out, config, progress=not args.quiet)
     summary = {"out": str(report.out_dir), "scenes": report.scene_names, "keyframes": report.keyframes,
-               "images": report.images, "annotations": report.annotations,
+               "images": report.images, "sweeps": report.sweeps, "annotations": report.annotations,
                "seconds": {k: round(v, 2) for k, v in report.seconds.items()}}
     print(json.dumps(summary))
     if args.preview:

@@ -4,6 +4,8 @@
 
 - ``v1.0-mini/*.json``: the nuScenes tables (nuscenes-devkit loads them);
 - ``samples/CAM_*/*.jpg`` and ``samples/LIDAR_TOP/*.pcd.bin`` (x, y, z, intensity, ring; LiDAR frame);
+- ``sweeps/CAM_*/*.jpg``: camera sweeps, the images the 12 Hz cameras take between keyframes (``SynthConfig.sweeps``:
+  all five per interval, only the one before and after each keyframe image, or none); images only;
 - ``maps/<token>.png``: a semantic-prior map (driveable surface and sidewalks, 0.1 m per pixel) per scene;
 - ``sim/samples/...``: exact depth (``*_depth.npy``) and semantics (``*_semantic.png``) of every image, and the
   Occ3D class of every LiDAR point (``*_semantic.npy``), see :mod:`easyocc.data.synthetic.layout`;
@@ -46,19 +48,23 @@ from easyocc.data.synthetic.tables import (
 from easyocc.data.synthetic.voxelize import camera_mask, lidar_mask, voxelize
 from easyocc.data.synthetic.world import World, WorldStyle, build_world
 from easyocc.errors import InputError
-from easyocc.fileio import atomic_write, save_json
+from easyocc.fileio import atomic_write, save_json, sweep_temporaries
 from easyocc.geometry import invert_transform, yaw_rotation
 from easyocc.occ3d import CLASS_IDS, write_labels
 
 #: Written last-but-not-least: marks a directory as a SimScenes dataset that ``generate_dataset`` may overwrite.
 MANIFEST = "simscenes.json"
 #: What a SimScenes dataset consists of; regenerating removes exactly these.
-OWNED_ENTRIES = ("v1.0-mini", "samples", "maps", layout.SIM_DIR, "gts", SPLITS_FILE, MANIFEST)
+OWNED_ENTRIES = ("v1.0-mini", "samples", "sweeps", "maps", layout.SIM_DIR, "gts", SPLITS_FILE, MANIFEST)
 KEYFRAME_INTERVAL_US = 500_000
+#: nuScenes cameras run at 12 Hz: six images per keyframe interval, the keyframe's and five sweeps.
+CAMERA_FRAMES_PER_KEYFRAME = 6
+#: ``SynthConfig.sweeps``: every sweep, the sweeps next to each keyframe image (frame ids -1, +1), or none.
+SWEEP_MODES = ("all", "neighbours", "none")
 #: Annotations cover agents within this distance of the ego (the GT grid reaches 57 m, the LiDAR 70 m).
 ANNOTATION_RANGE = 80.0
 MAP_RESOLUTION = 0.1
-STAGES = ("world", "lidar", "rendering", "gt", "masks", "annotations", "writing")
+STAGES = ("world", "lidar", "rendering", "gt", "masks", "annotations", "sweeps", "writing")
 
 
 @dataclass(frozen=True)
@@ -78,6 +84,9 @@ class SynthConfig:
     #: s = max(1, width // visibility_columns) (nuScenes' visibility bins are 20-40 % wide).
     visibility_columns: int = 100
     jpeg_quality: int = 92
+    #: Camera sweeps to write (``SWEEP_MODES``): "neighbours" writes the image just before and just after every
+    #: keyframe image (what photometric self-supervision warps into), "all" the five between two keyframes.
+    sweeps: str = "neighbours"
     lidar: LidarPattern = LidarPattern()
     style: WorldStyle = WorldStyle()
     version: str = "v1.0-mini"
@@ -90,6 +99,8 @@ class SynthConfig:
             raise ValueError(f"image size {w}x{h} is too small (at least 16x16)")
         if self.seed < 0:
             raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.sweeps not in SWEEP_MODES:
+            raise ValueError(f"sweeps must be one of {', '.join(SWEEP_MODES)}, got {self.sweeps!r}")
 
     @property
     def mask_stride(self) -> int:
@@ -108,6 +119,7 @@ class GenerationReport:
     scene_names: list[str]
     keyframes: int = 0
     images: int = 0
+    sweeps: int = 0
     annotations: int = 0
     seconds: dict[str, float] = field(default_factory=lambda: {s: 0.0 for s in STAGES})
 
@@ -123,6 +135,40 @@ class _Timer:
             yield
         finally:
             self.seconds[stage] += time.perf_counter() - start
+
+
+def sweep_steps(mode: str, n: int, keyframes: int) -> tuple[int, ...]:
+    """The camera images k (1 .. 5) after keyframe n's, before keyframe n + 1's, that ``mode`` writes as sweeps.
+
+    Sweeps lie between the scene's first and last keyframe images, as in nuScenes, where a scene's sample_data
+    chain starts and ends with keyframes: the first keyframe has no image before it, the last none after it.
+    """
+    if mode not in SWEEP_MODES:
+        raise ValueError(f"unknown sweep mode {mode!r}")
+    last = CAMERA_FRAMES_PER_KEYFRAME - 1
+    if mode == "none" or n + 1 >= keyframes:
+        return ()
+    return tuple(range(1, last + 1)) if mode == "all" else (1, last)
+
+
+def scene_world(config: SynthConfig, scene_index: int) -> World:
+    """The world of scene ``scene_index`` (0-based) of the dataset ``config`` generates; its times are seconds from
+    the scene's first keyframe (the first sample's timestamp)."""
+    duration = (config.keyframes - 1) * KEYFRAME_INTERVAL_US * 1e-6
+    return build_world(config.seed, scene_index, duration, config.style)
+
+
+def render_rig_camera(world: World, channel: str, t: float, width: int, height: int
+                      ) -> tuple[CameraRender, CastScene, np.ndarray]:
+    """Camera ``channel`` of the rig at scene time ``t`` (s), agents where they are then and the ego's pose then:
+    (render, scene, local_T_cam), what the dataset's image of that time shows. Exact maps of any image (sweeps
+    have none on disk) are this, recomputed."""
+    mount = SENSORS[channel]
+    scene = build_scene(world.solids_at(t))
+    local_T_cam = world.local_T_ego(t) @ mount.ego_T_sensor
+    render = render_camera(scene, local_T_cam, mount.intrinsics(width, height), width, height, world.sun,
+                           world.roads)
+    return render, scene, local_T_cam
 
 
 def split_scenes(names: list[str]) -> dict[str, list[str]]:
@@ -154,6 +200,7 @@ def prepare_output(out_dir: Path) -> None:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
+        sweep_temporaries(out_dir, recursive=False)  # e.g. a killed run's half-written manifest
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -224,15 +271,20 @@ class _SceneWriter:
     def keyframe_us(self, n: int) -> int:
         return self.t0_us + n * KEYFRAME_INTERVAL_US
 
+    def camera_us(self, channel: str, n: int, k: int = 0) -> int:
+        """Timestamp of camera image k of keyframe n (0: the keyframe's image, 1 .. 5: the sweeps after it): each
+        camera fires ``offset_us`` from the LiDAR at keyframes and runs at 12 Hz in between."""
+        step_us = KEYFRAME_INTERVAL_US / CAMERA_FRAMES_PER_KEYFRAME
+        return self.keyframe_us(n) + SENSORS[channel].offset_us + int(round(k * step_us))
+
     def seconds(self, timestamp_us: int) -> float:
         """Scene time in seconds of a timestamp (0 at the first keyframe)."""
         return (timestamp_us - self.t0_us) * 1e-6
 
     def run(self, bar) -> None:
         cfg = self.config
-        duration = (cfg.keyframes - 1) * KEYFRAME_INTERVAL_US * 1e-6
         with self.timer("world"):
-            self.world = build_world(self.seed, self.index, duration, cfg.style)
+            self.world = scene_world(cfg, self.index)
         self._scene_records()
         self._per_sensor: dict[str, list[dict]] = {c: [] for c in (*CAMERA_NAMES, LIDAR_NAME)}
         with self.timer("lidar"):
@@ -241,6 +293,8 @@ class _SceneWriter:
         annotations: list[dict] = []
         for n in range(cfg.keyframes):
             self._keyframe(n, sample_tokens, scans, annotations)
+            with self.timer("sweeps"):
+                self._sweeps(n)
             bar.update(1)
         self._finish_tables(sample_tokens, annotations)
 
@@ -283,15 +337,22 @@ class _SceneWriter:
         with atomic_write(path) as handle:
             Image.fromarray(image, mode="L").save(handle, format="PNG")
 
-    def _sample_data_record(self, channel: str, n: int, timestamp: int, filename: str, fmt: str) -> dict:
-        token = self.token("sample_data", channel, n)
+    def _sample_data_record(self, channel: str, n: int, timestamp: int, filename: str, fmt: str,
+                            sweep: int = 0) -> dict:
+        """The sample_data row (and its ego_pose row, the ego at ``timestamp``) of keyframe n's reading, or of
+        its camera sweep ``sweep`` (1 .. 5 images later)."""
+        key_frame = sweep == 0
+        token = self.token("sample_data", channel, n, *(() if key_frame else ("sweep", sweep)))
         translation, rotation = pose_record(self.world.global_T_ego(self.seconds(timestamp)))
         self.tables.rows["ego_pose"].append({"token": token, "timestamp": timestamp, "rotation": rotation,
                                              "translation": translation})
         is_camera = channel != LIDAR_NAME
-        return {"token": token, "sample_token": self.token("sample", n), "ego_pose_token": token,
+        # A sweep belongs to the next keyframe's sample: nuscenes-devkit's get_boxes interpolates a sweep's boxes
+        # between its sample and the one before.
+        sample = n if key_frame else n + 1
+        return {"token": token, "sample_token": self.token("sample", sample), "ego_pose_token": token,
                 "calibrated_sensor_token": self.calibrated[channel], "timestamp": timestamp, "fileformat": fmt,
-                "is_key_frame": True, "height": self.height if is_camera else 0,
+                "is_key_frame": key_frame, "height": self.height if is_camera else 0,
                 "width": self.width if is_camera else 0, "filename": filename, "prev": "", "next": ""}
 
     # --------------------------------------------------------------------------------------------- LiDAR
@@ -327,25 +388,34 @@ class _SceneWriter:
         self.report.keyframes += 1
         self.report.images += len(CAMERA_NAMES)
 
+    def _render(self, channel: str, cam_us: int) -> tuple[CameraRender, CastScene, np.ndarray]:
+        return render_rig_camera(self.world, channel, self.seconds(cam_us), self.width, self.height)
+
     def _cameras(self, n: int) -> dict[str, tuple[CameraRender, CastScene, np.ndarray]]:
         """Render and write the six images of keyframe n, each at its own time; (render, scene, local_T_cam)."""
-        world, timer = self.world, self.timer
         renders = {}
         for channel in CAMERA_NAMES:
-            mount = SENSORS[channel]
-            cam_us = self.keyframe_us(n) + mount.offset_us
-            t_cam = self.seconds(cam_us)
-            with timer("rendering"):
-                scene = build_scene(world.solids_at(t_cam))
-                local_T_cam = world.local_T_ego(t_cam) @ mount.ego_T_sensor
-                render = render_camera(scene, local_T_cam, mount.intrinsics(self.width, self.height), self.width,
-                                       self.height, world.sun, world.roads)
-            renders[channel] = (render, scene, local_T_cam)
+            cam_us = self.camera_us(channel, n)
+            with self.timer("rendering"):
+                renders[channel] = self._render(channel, cam_us)
             filename = f"samples/{channel}/{self.logfile}__{channel}__{cam_us}.jpg"
-            with timer("writing"):
-                self._write_image(filename, render)
+            with self.timer("writing"):
+                self._write_image(filename, renders[channel][0])
             self._per_sensor[channel].append(self._sample_data_record(channel, n, cam_us, filename, "jpg"))
         return renders
+
+    def _sweeps(self, n: int) -> None:
+        """Render and write the camera sweeps between keyframe n's images and keyframe n + 1's. Images only: exact
+        maps would cost ~16x a sweep's JPEG on disk, and ``render_rig_camera`` recomputes them when needed."""
+        for k in sweep_steps(self.config.sweeps, n, self.config.keyframes):
+            for channel in CAMERA_NAMES:
+                cam_us = self.camera_us(channel, n, k)
+                render = self._render(channel, cam_us)[0]
+                filename = f"sweeps/{channel}/{self.logfile}__{channel}__{cam_us}.jpg"
+                self._write_jpeg(filename, render)
+                self._per_sensor[channel].append(
+                    self._sample_data_record(channel, n, cam_us, filename, "jpg", sweep=k))
+                self.report.sweeps += 1
 
     def _lidar_mask(self, n: int, scans, ref_T_local: np.ndarray) -> np.ndarray:
         """mask_lidar of keyframe n from the scans of the keyframes within ``lidar_mask_window`` of it."""
@@ -358,11 +428,17 @@ class _SceneWriter:
             points.append(scan.points[:, :3].astype(np.float64) @ ref_T_lidar[:3, :3].T + ref_T_lidar[:3, 3])
         return lidar_mask(origins, points)
 
-    def _write_image(self, filename: str, render: CameraRender) -> None:
+    def _write_jpeg(self, filename: str, render: CameraRender) -> None:
         from PIL import Image
 
         with atomic_write(self.out / filename) as handle:
             Image.fromarray(render.rgb).save(handle, format="JPEG", quality=self.config.jpeg_quality)
+
+    def _write_image(self, filename: str, render: CameraRender) -> None:
+        """The keyframe image and its exact depth and semantics (``layout``)."""
+        from PIL import Image
+
+        self._write_jpeg(filename, render)
         with atomic_write(layout.sim_depth_path(self.out, filename)) as handle:
             np.save(handle, render.depth)
         with atomic_write(layout.sim_semantic_path(self.out, filename)) as handle:

@@ -167,16 +167,17 @@ def _names(table: dict[str, SourceEntry]) -> str:
 
 
 def add_source_arguments(
-    parser: argparse.ArgumentParser, default_semantics: str = "oracle", default_depth: str = "oracle"
+    parser: argparse.ArgumentParser, default_semantics: str | None = "oracle", default_depth: str | None = "oracle"
 ) -> None:
-    """Add the 2D-source options to ``parser``: source names, each source's options, --device, --cache-dir."""
+    """Add the 2D-source options to ``parser``: source names, each source's options, --device, --cache-dir.
+    A default of None makes that source optional (none unless named)."""
     from easyocc.labels.sources.noise import NOISE_PRESETS
 
     group = parser.add_argument_group("2D sources")
     group.add_argument("--semantics", default=default_semantics, metavar="NAME",
-                       help=f"semantic source: {_names(SEMANTIC_SOURCES)} (default: {default_semantics})")
+                       help=f"semantic source: {_names(SEMANTIC_SOURCES)} (default: {default_semantics or 'none'})")
     group.add_argument("--depth", default=default_depth, metavar="NAME",
-                       help=f"depth source: {_names(DEPTH_SOURCES)} (default: {default_depth})")
+                       help=f"depth source: {_names(DEPTH_SOURCES)} (default: {default_depth or 'none'})")
     group.add_argument("--device", default="auto",
                        help="torch device of the foundation models: auto (cuda when present), cpu, cuda, cuda:1, ...")
     group.add_argument("--cache-dir", type=Path, default=None,
@@ -231,14 +232,28 @@ def _build(table: dict[str, SourceEntry], kind: str, name: str, args: argparse.N
     return table[name].build(args, dataroot)
 
 
+def _source_from_args(table, kind: str, name: str | None, args: argparse.Namespace, dataroot: str | Path, cached):
+    if name is None:
+        return None
+    source = _build(table, kind, name, args, Path(dataroot))
+    cache_dir = getattr(args, "cache_dir", None)
+    return source if cache_dir is None else cached(source, cache_dir)
+
+
+def semantic_source_from_args(args: argparse.Namespace, dataroot: str | Path) -> SemanticSource | None:
+    """The semantic source ``--semantics`` names (cached with --cache-dir); None when no source is named."""
+    from easyocc.labels.sources.cache import CachedSemantics
+
+    return _source_from_args(SEMANTIC_SOURCES, "semantic", args.semantics, args, dataroot, CachedSemantics)
+
+
+def depth_source_from_args(args: argparse.Namespace, dataroot: str | Path) -> DepthSource | None:
+    """The depth source ``--depth`` names (cached with --cache-dir); None when no source is named."""
+    from easyocc.labels.sources.cache import CachedDepth
+
+    return _source_from_args(DEPTH_SOURCES, "depth", args.depth, args, dataroot, CachedDepth)
+
+
 def sources_from_args(args: argparse.Namespace, dataroot: str | Path) -> tuple[SemanticSource, DepthSource]:
     """The (semantic, depth) sources the parsed arguments name, cached when --cache-dir is given."""
-    dataroot = Path(dataroot)
-    semantics = _build(SEMANTIC_SOURCES, "semantic", args.semantics, args, dataroot)
-    depth = _build(DEPTH_SOURCES, "depth", args.depth, args, dataroot)
-    cache_dir = getattr(args, "cache_dir", None)
-    if cache_dir is not None:
-        from easyocc.labels.sources.cache import CachedDepth, CachedSemantics
-
-        semantics, depth = CachedSemantics(semantics, cache_dir), CachedDepth(depth, cache_dir)
-    return semantics, depth
+    return semantic_source_from_args(args, dataroot), depth_source_from_args(args, dataroot)
