@@ -47,6 +47,7 @@ def write_experiment(path: Path, data: dict) -> Path:
     ({"variants": {}}, "an experiment needs at least one variant"),
     ({"label_sets": {"past2": {"frames": -1}}}, "label_sets.past2: invalid label settings: frames must be >= 0"),
     ({"world": {"scenes": 1}}, "world: scenes must be at least 2"),
+    ({"world": {"sweeps": "some"}}, "world.sweeps: 'some' is not one of 'none', 'neighbours', 'all'"),
 ])
 def test_bad_experiment_files_are_one_line_errors_naming_the_file(tmp_path, change, message):
     path = write_experiment(tmp_path / "bad.yaml", {**TINY_EXPERIMENT, **change})
@@ -78,6 +79,9 @@ def test_variants_resolve_with_overrides_in_order(tmp_path):
     experiment = load_experiment(write_experiment(tmp_path / "e.yaml", data),
                                  ["variants.sqrt.overrides=[optim.epochs=3]", "world.seed=4"])
     assert experiment.name == "e" and experiment.config.world.seed == 4
+    assert experiment.config.world.synth_config().sweeps == "none"  # EasyOcc trains on keyframes alone
+    assert load_experiment(experiment.path, ["world.sweeps=neighbours"]).config.world.synth_config().sweeps == \
+           "neighbours"
     assert experiment.config.reference_variant == "sqrt" and experiment.config.masks_of("inverse") == ["camera", "none"]
     sqrt, inverse, own_config = (experiment.training[n] for n in ("sqrt", "inverse", "own"))
     assert sqrt.optim.epochs == 3 and inverse.optim.epochs == 1  # the variant's own overrides come last
@@ -102,6 +106,53 @@ def test_shipped_experiments_load_and_give_every_row_the_same_budget_and_seed(ca
     assert cli.main(["compare", "--list"]) == 0
     listed = capsys.readouterr().out
     assert all(line.split()[0] in names for line in listed.splitlines()) and len(listed.splitlines()) == len(names)
+
+
+def test_export_names_the_files_after_the_experiment_and_renames_the_links(tmp_path):
+    from easyocc.experiments.report import EXPORT_NAMES, export_report
+
+    report = tmp_path / "report"
+    report.mkdir()
+    for name in EXPORT_NAMES:
+        (report / name).write_bytes(b"\x89PNG-bytes" if name.endswith(".png") else b"a,b\n")
+    (report / "report.md").write_text("![scores](scores.png)\n![per-class IoU](per_class_iou.png)\n"
+                                      "Files: `results.json`, `results.csv`, `per_class.csv`.\n")
+    written = export_report(report, tmp_path / "docs", "region")
+    assert [p.name for p in written] == ["region.md", "region.csv", "region.json", "region.png",
+                                         "region_per_class.csv", "region_per_class_iou.png"]
+    assert (tmp_path / "docs" / "region.md").read_text() == (
+        "![scores](region.png)\n![per-class IoU](region_per_class_iou.png)\n"
+        "Files: `region.json`, `region.csv`, `region_per_class.csv`.\n")
+    assert (tmp_path / "docs" / "region.png").read_bytes() == b"\x89PNG-bytes"
+    (report / "scores.png").unlink()
+    with pytest.raises(InputError, match=r"report: not a finished report \(no scores.png\)"):
+        export_report(report, tmp_path / "other", "region")
+    assert not (tmp_path / "other").exists()
+
+
+def test_reused_stages_keep_the_seconds_of_the_run_that_made_them(tmp_path):
+    from easyocc.experiments.runner import STAGE_SECONDS, ExperimentPaths, measured_seconds
+
+    paths = ExperimentPaths(tmp_path)
+    first = measured_seconds(paths, {"SimScenes": (12.0, "generated"), "variant: a": (30.0, "trained"),
+                                     "total": (42.5, "")})
+    assert first == {"SimScenes": (12.0, "generated"), "variant: a": (30.0, "trained"),
+                     "total": (42.0, "the stages' seconds above")}
+    # A variant trained by an older runner (no record): its training's wall time from cost.json.
+    (paths.run("b")).mkdir(parents=True)
+    (paths.run("b") / "train_log.jsonl").write_text(json.dumps(
+        {"iteration": 4, "seconds": 20.0, "loss": 1.0, "iteration_s_median": 5.0, "peak_memory_mb": 900.0}) + "\n")
+    (paths.variant("b") / "cost.json").write_text(json.dumps({"sessions": [
+        {"resumed": False, "returncode": 0, "error": None, "wall_s": 25.0, "load_1min_mean": 2.0,
+         "load_1min_max": 3.0}]}))
+    again = measured_seconds(paths, {"SimScenes": (0.1, "reused"), "variant: a": (0.2, "reused"),
+                                     "variant: b": (0.3, "reused"), "references": (1.0, "scored")})
+    assert again["SimScenes"] == (12.0, "reused; seconds of the run that made it")
+    assert again["variant: a"][0] == 30.0 and again["variant: b"] == (25.0, "reused; the training's wall time "
+                                                                           "(cost.json)")
+    assert again["total"][0] == 12.0 + 30.0 + 25.0 + 1.0
+    assert json.loads((tmp_path / STAGE_SECONDS).read_text()) == {"SimScenes": 12.0, "variant: a": 30.0,
+                                                                  "references": 1.0}
 
 
 # --- the runner on a tiny world ------------------------------------------------------------------------------------
@@ -203,9 +254,18 @@ def test_other_settings_in_the_same_folder_are_refused_before_anything_runs(tiny
     marker = out / "variants" / "inverse" / "variant.json"
     before = marker.read_text()
     # A description is no setting of any stage: the same folder serves.
+    first = json.loads((out / "report" / "results.json").read_text())["seconds"]
+    docs = out.parent / "docs"
     assert cli.main(["compare", "--experiment", str(path), "--out", str(out), "--quiet", "--workers", "1",
-                     "--set", "description=renamed"]) == 0
+                     "--set", "description=renamed", "--docs", str(docs)]) == 0
     capsys.readouterr()
+    # Everything was reused: the report keeps the seconds of the run that made each stage, and is exported.
+    again = json.loads((out / "report" / "results.json").read_text())["seconds"]
+    assert {k: again[k] for k in ("SimScenes", "variant: sqrt", "variant: inverse")} == \
+           {k: first[k] for k in ("SimScenes", "variant: sqrt", "variant: inverse")}
+    assert sorted(p.name for p in docs.iterdir()) == ["tiny.csv", "tiny.json", "tiny.md", "tiny.png",
+                                                      "tiny_per_class.csv", "tiny_per_class_iou.png"]
+    assert "renamed" in (docs / "tiny.md").read_text() and "(tiny.png)" in (docs / "tiny.md").read_text()
     assert cli.main(["compare", "--experiment", str(path), "--out", str(out), "--quiet",
                      "--set", "variants.inverse.overrides=[loss.region=all]"]) == 2
     err = capsys.readouterr().err

@@ -267,3 +267,16 @@ def test_warping_keyframes_into_their_sweeps_with_the_exact_depth(index, sweeps_
     assert err[1.0] < 0.9 * err[1.2] and err[1.0] < 0.9 * err[0.8], err
     assert err[1.0] < 0.6 * err[None], err
     assert err[1.0] < 8.0, err
+
+
+def test_a_manifest_from_before_sweeps_counts_as_a_finished_world_without_sweeps(tmp_path):
+    from dataclasses import asdict
+
+    from easyocc.data.synthetic.generate import MANIFEST, is_finished_dataset
+
+    config = SynthConfig(scenes=1, keyframes=1, image_size=(64, 36), sweeps="none")
+    old = json.loads(json.dumps(asdict(config)))
+    del old["sweeps"]  # SimScenes wrote keyframe images only before the option existed
+    (tmp_path / MANIFEST).write_text(json.dumps({"complete": True, "config": old}))
+    assert is_finished_dataset(tmp_path, config)
+    assert not is_finished_dataset(tmp_path, SynthConfig(scenes=1, keyframes=1, image_size=(64, 36)))

@@ -15,6 +15,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
                         help="override experiment values, e.g. --set world.scenes=4 training.epochs=2 "
                              "variants.easyocc.overrides=[loss.region=all]")
+    parser.add_argument("--docs", type=Path, default=None, metavar="DIR",
+                        help="also copy the report into DIR as NAME.md, NAME.csv, NAME.json, NAME.png, "
+                             "NAME_per_class.csv and NAME_per_class_iou.png (NAME: the experiment's)")
     parser.add_argument("--workers", type=int, default=2, help="processes for labelling and evaluation (default 2)")
     parser.add_argument("--device", default=None,
                         help="training and prediction device: cpu, cuda, cuda:1 (default: each config's, auto)")
@@ -48,4 +51,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or Path("compare-output") / experiment.name
     report = run_experiment(experiment, out, RunOptions(workers=args.workers, device=args.device, quiet=args.quiet))
     print(f"report: {report}")
+    if args.docs is not None:
+        from easyocc.experiments.report import export_report
+
+        written = export_report(report.parent, args.docs, experiment.name)
+        print(f"exported: {', '.join(str(p) for p in written)}")
     return 0

@@ -31,6 +31,7 @@ BUILTIN_EXPERIMENT_DIR = BUILTIN_CONFIG_DIR / "experiments"
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*")
 Mask = Literal["camera", "none", "lidar", "camera+lidar"]
 Noise = Literal["none", "mild", "realistic", "strong"]
+Sweeps = Literal["none", "neighbours", "all"]
 
 
 @dataclass
@@ -42,6 +43,9 @@ class WorldConfig:
     #: Camera images (width, height).
     image_size: tuple[int, int] = (320, 180)
     seed: int = 0
+    #: Camera sweeps (``easyocc synth --sweeps``): none for models trained on keyframes alone (EasyOcc),
+    #: neighbours for the rendering model's photometric loss (the images just before and after each keyframe).
+    sweeps: Sweeps = "none"
 
     def __post_init__(self):
         if self.scenes < 2:
@@ -53,7 +57,7 @@ class WorldConfig:
         from easyocc.data.synthetic.generate import SynthConfig
 
         config = SynthConfig(scenes=self.scenes, keyframes=self.keyframes, image_size=tuple(self.image_size),
-                             seed=self.seed, version=VERSION)
+                             seed=self.seed, sweeps=self.sweeps, version=VERSION)
         config.validate()
         return config
 

@@ -21,6 +21,10 @@ VOXEL_METRICS = ("mIoU", "mIoU_15", "IoU")
 RAY_METRICS = ("RayIoU", "RayIoU@1", "RayIoU@2", "RayIoU@4")
 #: Overrides every variant gets (the world's tables, the train split): not shown in the report.
 IMPLIED_OVERRIDES = ("data.version=", "data.split=")
+#: The report's files -> their names when exported (``easyocc compare --docs DIR``), ``{name}`` the experiment's.
+EXPORT_NAMES = {"report.md": "{name}.md", "results.csv": "{name}.csv", "results.json": "{name}.json",
+                "scores.png": "{name}.png", "per_class.csv": "{name}_per_class.csv",
+                "per_class_iou.png": "{name}_per_class_iou.png"}
 #: The cost numbers compared with the reference variant: key -> column title.
 RATIO_KEYS = {"iteration_s_median": "s / iteration", "peak_memory_mb": "peak memory", "train_s": "training time"}
 
@@ -178,14 +182,19 @@ def write_report(experiment, paths, results: dict, seconds: dict, host: dict, nu
                 ray_protocols[key] = text
     protocols.update(ray_protocols)
     failed = [f"- variant `{n}` {r['status']}" for n, r in results.items() if r["status"].startswith("failed")]
-    load = f"{host['load_1min_at_start']:.2f} at the start, {host['load_1min_at_end']:.2f} at the end"
+    load = (f"{host['load_1min_at_start']:.2f} at the start of the run that wrote this report, "
+            f"{host['load_1min_at_end']:.2f} at its end ({host['this_run_s']:.0f} s; the load while each variant "
+            "trained is in the cost table)")
     lines = [
         f"# Experiment `{experiment.name}`",
         "",
         *([config.description.strip(), ""] if config.description.strip() else []),
         f"SimScenes, {world.scenes} scenes x {world.keyframes} keyframes at {world.image_size[0]}x"
-        f"{world.image_size[1]} (seed {world.seed}); labels from the oracle sources with `{config.sources.noise}` "
-        f"noise; every variant trains on the train scenes' pseudo-labels and is scored on the {num_val} keyframes of "
+        f"{world.image_size[1]} (seed {world.seed}"
+        + (f", camera sweeps: {world.sweeps}" if world.sweeps != "none" else "")
+        + f"); labels from the oracle sources with `{config.sources.noise}` "
+        f"noise; every variant trains on the train scenes (on their pseudo-labels, or on what its config names) "
+        f"and is scored on the {num_val} keyframes of "
         f"the val scenes against the exact ground truth. Cost ratios are against `{reference}`, measured in the "
         "same run.",
         "",
@@ -237,6 +246,8 @@ def write_report(experiment, paths, results: dict, seconds: dict, host: dict, nu
         "",
         *time_table(seconds),
         "",
+        "Each stage as measured when it ran: a stage reused by a later run keeps the seconds of the run that made it.",
+        "",
         "Files: `results.json` (everything, confusion matrices included), `results.csv` (one row per predictor), "
         "`per_class.csv`, `scores.png`, `per_class_iou.png`.",
         "",
@@ -244,3 +255,27 @@ def write_report(experiment, paths, results: dict, seconds: dict, host: dict, nu
     with atomic_write(report_dir / "report.md", "w") as handle:
         handle.write("\n".join(lines))
     return report_dir / "report.md"
+
+
+def export_report(report_dir: Path, dest: Path, name: str) -> list[Path]:
+    """Copy the report in ``report_dir`` into ``dest`` under the names of ``EXPORT_NAMES`` (``region.md``,
+    ``region.csv``, ...), the markdown's links and file names renamed to match; returns the files written.
+    Each file is written aside and renamed, so an interrupted export leaves whole files."""
+    from easyocc.errors import InputError
+
+    missing = [f for f in EXPORT_NAMES if not (report_dir / f).is_file()]
+    if missing:
+        raise InputError(report_dir, f"not a finished report (no {', '.join(missing)})")
+    names = {f: pattern.format(name=name) for f, pattern in EXPORT_NAMES.items()}
+    written = []
+    for original, exported in names.items():
+        data = (report_dir / original).read_bytes()
+        if original == "report.md":
+            text = data.decode("utf-8")
+            for f, new in names.items():
+                text = text.replace(f"]({f})", f"]({new})").replace(f"`{f}`", f"`{new}`")
+            data = text.encode("utf-8")
+        with atomic_write(dest / exported, "wb") as handle:
+            handle.write(data)
+        written.append(dest / exported)
+    return written

@@ -46,6 +46,9 @@ from easyocc.training.config import TrainConfig
 MARKER = "experiment.json"
 LABEL_SET_MARKER = "label_set.json"
 VARIANT_MARKER = "variant.json"
+#: Each stage's seconds when it last ran (not reused), so that a report rewritten over finished stages still says
+#: what they took.
+STAGE_SECONDS = "stage_seconds.json"
 FORMAT = "easyocc-experiment/1"
 #: Seconds between samples of the load average while a variant trains.
 LOAD_SAMPLE_S = 10.0
@@ -162,16 +165,25 @@ def claim_all(experiment: Experiment, paths: ExperimentPaths) -> None:
 
 # --- stages --------------------------------------------------------------------------------------------------------
 
-def make_label_set(experiment: Experiment, paths: ExperimentPaths, name: str, workers: int) -> None:
-    """``easyocc labels --config label_sets/<name>/labels.yaml`` into ``label_sets/<name>/labels/`` (resumable)."""
+def make_label_set(experiment: Experiment, paths: ExperimentPaths, name: str, workers: int) -> str:
+    """``easyocc labels --config label_sets/<name>/labels.yaml`` into ``label_sets/<name>/labels/`` (resumable);
+    "reused" when every keyframe was labelled before, else "labelled"."""
     import yaml
 
     settings = experiment.config.label_sets[name].manifest()
     config_file = paths.label_set(name) / "labels.yaml"
     with atomic_write(config_file, "w") as handle:
         yaml.safe_dump(settings, handle, sort_keys=False)
+    before = label_file_count(paths.labels(name))
     run_labels(paths.data, paths.labels(name), experiment.config.sources.noise, ["--config", str(config_file)],
                workers)
+    return "reused" if before and label_file_count(paths.labels(name)) == before else "labelled"
+
+
+def label_file_count(labels_dir: Path) -> int:
+    from easyocc.occ3d import LABELS_FILE
+
+    return sum(1 for _ in labels_dir.glob(f"*/*/{LABELS_FILE}")) if labels_dir.is_dir() else 0
 
 
 def child_environment() -> dict:
@@ -322,6 +334,31 @@ def _read_lines(path: str) -> list[str]:
         return []
 
 
+def measured_seconds(paths: ExperimentPaths, seconds: dict[str, tuple[float, str]]) -> dict[str, tuple[float, str]]:
+    """Each stage's seconds as measured when it ran: a stage that ran now is recorded in ``STAGE_SECONDS``; a reused
+    one takes its recorded seconds, or (recorded by none, from an older runner) a variant its training's wall time
+    (``cost.json``). The total is the sum of the stages' so measured seconds. Writes ``STAGE_SECONDS``."""
+    file = paths.out / STAGE_SECONDS
+    recorded = json.loads(file.read_text()) if file.is_file() else {}
+    out = {}
+    for stage, (sec, note) in seconds.items():
+        if stage == "total":
+            continue
+        if not note.startswith("reused"):
+            recorded[stage] = round(sec, 1)
+            out[stage] = (sec, note)
+        elif stage in recorded:
+            out[stage] = (recorded[stage], f"{note}; seconds of the run that made it")
+        elif stage.startswith("variant: ") and (cost := training_cost(paths, stage[len("variant: "):])) \
+                and cost.get("wall_s") is not None:
+            out[stage] = (cost["wall_s"], f"{note}; the training's wall time (cost.json)")
+        else:
+            out[stage] = (sec, note)
+    save_json(file, recorded)
+    out["total"] = (sum(sec for sec, _ in out.values()), "the stages' seconds above")
+    return out
+
+
 # --- the whole experiment ------------------------------------------------------------------------------------------
 
 def run_experiment(experiment: Experiment, out: Path, options: RunOptions = RunOptions()) -> Path:
@@ -351,8 +388,8 @@ def run_experiment(experiment: Experiment, out: Path, options: RunOptions = RunO
     for name in label_sets:
         t = stage(f"label set '{name}' ({config.sources.noise} oracle, {config.label_sets[name].frames} past "
                   f"frames) -> {paths.labels(name)}")
-        make_label_set(experiment, paths, name, options.workers)
-        seconds[f"labels: {name}"] = (time.perf_counter() - t, "all scenes")
+        note = make_label_set(experiment, paths, name, options.workers)
+        seconds[f"labels: {name}"] = (time.perf_counter() - t, note)
 
     keyframes = split_keyframes(paths.data, "val")
     results: dict[str, dict] = {}
@@ -388,12 +425,12 @@ def run_experiment(experiment: Experiment, out: Path, options: RunOptions = RunO
             "kind": "reference", "label_set": label_set, "status": "scored", "masks": masks,
             "description": "the pseudo-labels of the val scenes themselves (the variants' teacher)",
             "scores": scored(predictions, folder / "scores.json", paths, len(keyframes), masks, options.workers)}
-    seconds["references"] = (time.perf_counter() - t, "")
+    seconds["references"] = (time.perf_counter() - t, "scored")
 
     stage(f"report -> {paths.report}")
-    seconds["total"] = (time.perf_counter() - started, "")
     host["load_1min_at_end"] = round(os.getloadavg()[0], 2)
-    report = write_report(experiment, paths, results, seconds, host, len(keyframes))
+    host["this_run_s"] = round(time.perf_counter() - started, 1)
+    report = write_report(experiment, paths, results, measured_seconds(paths, seconds), host, len(keyframes))
     if failures:
         raise EasyOccError(f"variant(s) failed: {'; '.join(failures)}; the report lists the others: {report}")
     return report

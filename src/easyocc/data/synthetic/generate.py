@@ -183,7 +183,10 @@ def is_finished_dataset(out_dir: str | Path, config: SynthConfig) -> bool:
         manifest = json.loads((Path(out_dir) / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError):
         return False
-    return manifest.get("complete") is True and manifest.get("config") == json.loads(json.dumps(asdict(config)))
+    found = manifest.get("config")
+    if isinstance(found, dict):
+        found.setdefault("sweeps", "none")  # written before SynthConfig.sweeps existed: keyframe images only
+    return manifest.get("complete") is True and found == json.loads(json.dumps(asdict(config)))
 
 
 def prepare_output(out_dir: Path) -> None:
