@@ -130,6 +130,25 @@ def test_export_names_the_files_after_the_experiment_and_renames_the_links(tmp_p
     assert not (tmp_path / "other").exists()
 
 
+def test_summary_table_rows_hold_scores_and_cost():
+    from easyocc.experiments.report import summary_table
+
+    def scores(miou, iou):
+        return {"camera": {"mIoU": miou, "IoU": iou, "rayiou": {"RayIoU": 9.25}}, "none": {"mIoU": 1.0, "IoU": 2.0}}
+
+    results = {"a": {"kind": "variant", "description": "the default", "scores": scores(10.55, 25.0),
+                     "cost": {"iteration_s_median": 1.934, "wall_s": 706.3}},
+               "b": {"kind": "variant", "description": "", "status": "failed: diverged", "cost": None},
+               "pseudo-labels (x)": {"kind": "reference", "scores": scores(24.6, 45.8)}}
+    assert summary_table(results, ["camera", "none"]) == [
+        "| | mIoU, camera mask | mIoU, full scene | IoU, camera mask | IoU, full scene | RayIoU | s / iteration "
+        "| training wall (s) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| `a`: the default | 10.6 | 1.0 | 25.0 | 2.0 | 9.2 | 1.93 | 706 |",
+        "| `b` | - | - | - | - | - |  |  |",
+        "| *pseudo-labels (x)* | 24.6 | 1.0 | 45.8 | 2.0 | 9.2 |  |  |"]
+
+
 def test_reused_stages_keep_the_seconds_of_the_run_that_made_them(tmp_path):
     from easyocc.experiments.runner import STAGE_SECONDS, ExperimentPaths, measured_seconds
 
@@ -189,7 +208,8 @@ def test_report_holds_every_protocol_cost_and_file(tiny_experiment):
     text = (report / "report.md").read_text()
     for needle in ("| sqrt |", "| inverse |", "| pseudo-labels (past2) |", "mIoU, camera mask", "mIoU, full scene",
                    "mIoU_15, camera mask", "IoU, full scene", "RayIoU@1 / @2 / @4", "Occ3D mIoU (camera mask",
-                   "## Cost of training", "## Per-class IoU (full scene)", "1.00x", "2 past frames"):
+                   "## Cost of training", "## Per-class IoU (full scene)", "1.00x", "2 past frames",
+                   "## Summary (scores in %)", "| `sqrt`: 1/sqrt(frequency) | "):
         assert needle in text, needle
     rows = list(csv.DictReader((report / "results.csv").open()))
     assert [r["predictor"] for r in rows] == list(predictors)

@@ -11,7 +11,7 @@ import numpy as np
 
 from easyocc.config import config_to_dict
 from easyocc.experiments.definition import variant_overrides
-from easyocc.experiments.stages import per_class_table, ray_scores, score_table, time_table
+from easyocc.experiments.stages import per_class_table, ray_scores, score_cell, score_table, time_table
 from easyocc.fileio import atomic_write, save_json
 
 #: Mask -> how the report names it, in the order of its columns (that of ``MASK_KEYS``).
@@ -77,6 +77,24 @@ def cost_table(results: dict, reference: str) -> list[str]:
                      f"| {_num(c.get('peak_memory_mb'), 0)} | {_times(q['peak_memory_mb'])} "
                      f"| {_num(c.get('train_s'))} | {_times(q['train_s'])} | {_num(c.get('wall_s'))} "
                      f"| {_num(c.get('load_1min_mean'), 2)} |")
+    return lines
+
+
+def summary_table(results: dict, masks: list[str]) -> list[str]:
+    """Markdown: one row per predictor with its description, mIoU and IoU under each mask, RayIoU, and (variants)
+    the median seconds per iteration and the training's wall time: the table the README quotes."""
+    columns = [(f"{metric}, {MASK_TITLES[m]}", m, metric) for metric in ("mIoU", "IoU") for m in masks]
+    columns.append(("RayIoU", None, "RayIoU"))
+    lines = ["| | " + " | ".join(h for h, _, _ in columns) + " | s / iteration | training wall (s) |",
+             "| --- |" + " ---: |" * (len(columns) + 2)]
+    for name, r in results.items():
+        label = f"`{name}`: {r['description']}" if r["kind"] == "variant" and r.get("description") else f"`{name}`"
+        if r["kind"] != "variant":
+            label = f"*{name}*"
+        cost = r.get("cost") or {}
+        cells = [score_cell(r.get("scores", {}), m, k) for _, m, k in columns]
+        cells += [_num(cost.get("iteration_s_median"), 2) if cost else "", _num(cost.get("wall_s"), 0) if cost else ""]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -202,6 +220,10 @@ def write_report(experiment, paths, results: dict, seconds: dict, host: dict, nu
         f"({host.get('torch_threads', '?')} threads per process); 1-minute load average {load}.",
         "",
         *failed, *([""] if failed else []),
+        "## Summary (scores in %)",
+        "",
+        *summary_table(results, masks),
+        "",
         "## Variants",
         "",
         "| variant | label set | training config and overrides | description |",
