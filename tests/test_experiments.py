@@ -130,6 +130,27 @@ def test_export_names_the_files_after_the_experiment_and_renames_the_links(tmp_p
     assert not (tmp_path / "other").exists()
 
 
+def test_rendering_variants_need_sweeps_and_the_experiments_oracle_noise():
+    from types import SimpleNamespace
+
+    from easyocc.config import config_from_dict
+    from easyocc.experiments.definition import ExperimentConfig, rendering_mismatch
+
+    def rendering(noise, semantics="oracle"):
+        return SimpleNamespace(render=object(), sources=SimpleNamespace(semantics=semantics, depth="npy",
+                                                                        oracle_noise=noise))
+
+    config = config_from_dict(ExperimentConfig, {**TINY_EXPERIMENT, "world": {"sweeps": "neighbours"}})
+    assert rendering_mismatch(config, rendering("realistic")) is None
+    assert rendering_mismatch(config, SimpleNamespace(render=None)) is None  # EasyOcc: keyframes only
+    assert rendering_mismatch(config, rendering("mild")) == (
+        "its 2D sources' oracle noise 'mild' is not the experiment's 'realistic' (sources.noise); set "
+        "sources.oracle_noise=realistic")
+    assert rendering_mismatch(config, rendering("mild", semantics="grounded-sam")) is None
+    config.world.sweeps = "none"
+    assert "set world.sweeps to neighbours" in rendering_mismatch(config, rendering("realistic"))
+
+
 def test_summary_table_rows_hold_scores_and_cost():
     from easyocc.experiments.report import summary_table
 
