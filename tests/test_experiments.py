@@ -195,6 +195,20 @@ def test_reused_stages_keep_the_seconds_of_the_run_that_made_them(tmp_path):
                                                                   "references": 1.0}
 
 
+def test_readme_compare_commands_parse_and_their_experiments_load():
+    import shlex
+
+    from test_readme_examples import readme_commands
+
+    commands = sorted(c for c in readme_commands() if c.startswith("easyocc compare"))
+    assert len(commands) >= 7
+    for command in commands:
+        args = cli.build_parser("compare").parse_args(shlex.split(command)[1:])
+        if not args.list:
+            experiment = load_experiment(args.experiment, args.overrides)
+            assert experiment.config.variants, command
+
+
 # --- the runner on a tiny world ------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
