@@ -171,7 +171,7 @@ def test_summary_table_rows_hold_scores_and_cost():
 
 
 def test_reused_stages_keep_the_seconds_of_the_run_that_made_them(tmp_path):
-    from easyocc.experiments.runner import STAGE_SECONDS, ExperimentPaths, measured_seconds
+    from easyocc.experiments.runner import STAGE_SECONDS, ExperimentPaths, measured_seconds, training_cost
 
     paths = ExperimentPaths(tmp_path)
     first = measured_seconds(paths, {"SimScenes": (12.0, "generated"), "variant: a": (30.0, "trained"),
@@ -181,16 +181,31 @@ def test_reused_stages_keep_the_seconds_of_the_run_that_made_them(tmp_path):
     # A variant trained by an older runner (no record): its training's wall time from cost.json.
     (paths.run("b")).mkdir(parents=True)
     (paths.run("b") / "train_log.jsonl").write_text(json.dumps(
-        {"iteration": 4, "seconds": 20.0, "loss": 1.0, "iteration_s_median": 5.0, "peak_memory_mb": 900.0}) + "\n")
+        {"epoch": 1, "iteration": 4, "seconds": 20.0, "loss": 1.0, "iteration_s_median": 5.0, "peak_memory_mb": 900.0})
+        + "\n")
     (paths.variant("b") / "cost.json").write_text(json.dumps({"sessions": [
         {"resumed": False, "returncode": 0, "error": None, "wall_s": 25.0, "load_1min_mean": 2.0,
          "load_1min_max": 3.0}]}))
+    # A variant whose first session was killed after its last epoch was logged: the resumed run logs it again and
+    # its record says it resumed; its cost counts the epoch once and has no wall time, the stage its epochs' seconds.
+    (paths.run("c")).mkdir(parents=True)
+    epoch = {"epoch": 1, "iteration": 4, "seconds": 20.0, "loss": 1.0, "iteration_s_median": 5.0,
+             "peak_memory_mb": 900.0}
+    (paths.run("c") / "train_log.jsonl").write_text((json.dumps(epoch) + "\n") * 2)
+    (paths.variant("c") / "cost.json").write_text(json.dumps({"sessions": [
+        {"resumed": True, "returncode": 0, "error": None, "wall_s": 3.0, "load_1min_mean": 2.0,
+         "load_1min_max": 3.0}]}))
+    cost = training_cost(paths, "c")
+    assert (cost["epochs"], cost["train_s"], cost["wall_s"]) == (1, 20.0, None)
     again = measured_seconds(paths, {"SimScenes": (0.1, "reused"), "variant: a": (0.2, "reused"),
-                                     "variant: b": (0.3, "reused"), "references": (1.0, "scored")})
+                                     "variant: b": (0.3, "reused"), "variant: c": (0.4, "reused"),
+                                     "references": (1.0, "scored")})
+    assert again["variant: c"] == (20.0, "reused; the epochs' seconds (train_log; a killed session's wall time is "
+                                         "not known)")
     assert again["SimScenes"] == (12.0, "reused; seconds of the run that made it")
     assert again["variant: a"][0] == 30.0 and again["variant: b"] == (25.0, "reused; the training's wall time "
                                                                            "(cost.json)")
-    assert again["total"][0] == 12.0 + 30.0 + 25.0 + 1.0
+    assert again["total"][0] == 12.0 + 30.0 + 25.0 + 20.0 + 1.0
     assert json.loads((tmp_path / STAGE_SECONDS).read_text()) == {"SimScenes": 12.0, "variant: a": 30.0,
                                                                   "references": 1.0}
 

@@ -287,18 +287,23 @@ def training_cost(paths: ExperimentPaths, name: str) -> dict | None:
 
     iteration_s_median: the median over the epochs of each epoch's median seconds per iteration (data loading
     included); peak_memory_mb: the largest peak of the training process(es); train_s: the epochs' seconds summed;
-    wall_s: the training processes' wall time (start-up, class statistics and saving included).
+    wall_s: the training processes' wall time (start-up, class statistics and saving included; None when a session
+    ended without its record, e.g. killed).
     """
     from easyocc.training.loop import LOG_FILE
 
     log_file = paths.run(name) / LOG_FILE
     if not log_file.is_file():
         return None
-    log = [json.loads(line) for line in log_file.read_text().splitlines() if line.strip()]
+    # One record per epoch: a run resumed from its last checkpoint after its last epoch was logged logs it again.
+    log = list({r["epoch"]: r for r in (json.loads(line) for line in log_file.read_text().splitlines()
+                                         if line.strip())}.values())
     medians = [r["iteration_s_median"] for r in log if r.get("iteration_s_median") is not None]
     peaks = [r["peak_memory_mb"] for r in log if r.get("peak_memory_mb") is not None]
     cost_file = paths.variant(name) / "cost.json"
     sessions = json.loads(cost_file.read_text())["sessions"] if cost_file.is_file() else []
+    # A first recorded session that resumed means an earlier one ended without its record (killed): no wall time.
+    complete = bool(sessions) and not sessions[0]["resumed"]
     return {
         "epochs": len(log),
         "iterations": log[-1]["iteration"] if log else 0,
@@ -306,7 +311,7 @@ def training_cost(paths: ExperimentPaths, name: str) -> dict | None:
         "peak_memory_mb": max(peaks) if peaks else None,
         "memory_kind": next((r["memory_kind"] for r in log if r.get("memory_kind")), None),
         "train_s": round(sum(r["seconds"] for r in log), 1),
-        "wall_s": round(sum(s["wall_s"] for s in sessions), 1) if sessions else None,
+        "wall_s": round(sum(s["wall_s"] for s in sessions), 1) if complete else None,
         "load_1min_mean": round(statistics.fmean(s["load_1min_mean"] for s in sessions), 2) if sessions else None,
         "loss_last_epoch": log[-1]["loss"] if log else None,
     }
@@ -349,9 +354,12 @@ def measured_seconds(paths: ExperimentPaths, seconds: dict[str, tuple[float, str
             out[stage] = (sec, note)
         elif stage in recorded:
             out[stage] = (recorded[stage], f"{note}; seconds of the run that made it")
-        elif stage.startswith("variant: ") and (cost := training_cost(paths, stage[len("variant: "):])) \
-                and cost.get("wall_s") is not None:
-            out[stage] = (cost["wall_s"], f"{note}; the training's wall time (cost.json)")
+        elif stage.startswith("variant: ") and (cost := training_cost(paths, stage[len("variant: "):])):
+            if cost["wall_s"] is not None:
+                out[stage] = (cost["wall_s"], f"{note}; the training's wall time (cost.json)")
+            else:
+                out[stage] = (cost["train_s"], f"{note}; the epochs' seconds (train_log; a killed session's wall "
+                                               "time is not known)")
         else:
             out[stage] = (sec, note)
     save_json(file, recorded)
