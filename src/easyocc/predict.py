@@ -1,5 +1,6 @@
-"""``easyocc predict``: run a trained EasyOcc model over a split and write Occ3D predictions,
-``<out>/<sample_token>.npz`` with key ``pred`` (uint8 200 x 200 x 16), which ``easyocc eval`` scores."""
+"""``easyocc predict``: run a trained model (EasyOcc or the rendering model: its checkpoint's config says which) over
+a split and write Occ3D predictions, ``<out>/<sample_token>.npz`` with key ``pred`` (uint8 200 x 200 x 16, the argmax
+of its volume read at the Occ3D voxel centres), which ``easyocc eval`` scores."""
 
 from __future__ import annotations
 
@@ -51,8 +52,8 @@ def predict_split(
     written = []
     with torch.inference_mode(), torch.autocast(torch_device.type, dtype=amp_dtype, enabled=use_amp):
         for batch in tqdm(loader, desc="predict", unit="keyframe", unit_scale=batch_size, disable=not show_progress):
-            logits = model(*(batch[k].to(torch_device, non_blocking=True)
-                             for k in ("images", "intrinsics", "ego_T_cam")))
+            logits = model.logits(*(batch[k].to(torch_device, non_blocking=True)
+                                    for k in ("images", "intrinsics", "ego_T_cam")))
             labels = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
             for index, pred in zip(batch["index"].tolist(), labels):
                 path = out_dir / f"{dataset.keyframes[index].token}.npz"
