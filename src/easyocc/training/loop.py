@@ -38,7 +38,6 @@ from easyocc.models.rendering import build_occupancy_model
 from easyocc.occ3d import CLASS_NAMES, read_labels
 from easyocc.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from easyocc.training.config import OptimConfig, TrainConfig
-from easyocc.training.objective import build_objective, train_step
 from easyocc.training.distributed import (
     DistContext,
     EpochSampler,
@@ -46,6 +45,7 @@ from easyocc.training.distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from easyocc.training.objective import build_objective, train_step
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "class_weights.json"
@@ -335,8 +335,12 @@ class _Run:
             os.link(self.run_dir / LAST_CHECKPOINT, named)
 
     def train(self) -> Path:
+        # The loader's own generator (seeded per epoch in _run_epoch): starting an epoch draws its workers' seed
+        # from it, not from torch's global generator, whose stream the training steps' random draws (the rendering
+        # model's sample jitter) then own alone, so that a resumed run draws what an uninterrupted one does.
         loader = DataLoader(self.dataset, batch_size=self.config.optim.batch_size, sampler=self.sampler,
-                            num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda")
+                            num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda",
+                            generator=torch.Generator())
         iteration = self.position["iteration"]
         self.net.train()
         for epoch in range(self.position["epoch"], self.config.optim.epochs):
@@ -372,6 +376,7 @@ class _Run:
                             device=self.device)
         count = position["count"] if carried else 0
         self.sampler.set_epoch(epoch, start * config.optim.batch_size)
+        loader.generator.manual_seed(config.seed + epoch)
         started = time.perf_counter()
         bar = tqdm(loader, total=self.iterations_per_epoch, initial=start, unit="it", dynamic_ncols=True,
                    desc=f"epoch {epoch + 1}/{config.optim.epochs}", disable=not self.show_progress)

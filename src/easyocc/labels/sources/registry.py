@@ -161,7 +161,8 @@ def require_path(value: str | Path | None, flag: str, what: str, source: str) ->
     """The path given with ``flag``: an error naming the flag when absent, naming the path when it does not
     exist."""
     if value is None or str(value) == "":
-        raise EasyOccError(f"the {source} source needs {flag} ({what})")
+        key = flag.removeprefix("--").replace("-", "_")
+        raise EasyOccError(f"the {source} source needs {flag} ({what}; in a training config: sources.{key})")
     path = Path(value).expanduser()
     if not path.exists():
         raise InputError(path, f"{what} not found ({flag})")
