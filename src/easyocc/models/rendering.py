@@ -66,10 +66,10 @@ class RenderConfig:
     semantic_every: int = 4
     #: logits: OccNeRF's weighted sum of raw logits; probabilities: weighted class probabilities, background = free.
     semantics: Literal["logits", "probabilities"] = "logits"
-    #: Render the semantics with the ray weights and the free channel detached, so that a loss on them trains the
-    #: classes of the samples but not the geometry, which the photometric term alone shapes (false: OccNeRF's, the
-    #: semantic loss moves the occupancy too).
-    semantics_geometry_detached: bool = False
+    #: What a loss on the rendered semantics trains: ``all`` (OccNeRF's): the ray weights (where rays stop) and
+    #: every channel; ``logits``: the 18 channels at the samples, not the weights; ``classes``: the 17 class channels
+    #: only, neither the weights nor the free channel (the occupancy), which the other terms alone then shape.
+    semantics_gradient: Literal["all", "logits", "classes"] = "all"
     #: Per-ray random shift of the samples while training, in steps (OccNeRF: +-0.1).
     jitter: float = 0.1
     #: Rays rendered at once; with ``checkpoint``, the samples of one chunk are what the peak memory holds.
@@ -231,13 +231,13 @@ def _render_chunk(free, volume, origins, directions, cosines, shift, grid, sched
     pad = groups * every - count
     group_weights = F.pad(weights, (0, pad)).view(rays, groups, every).sum(dim=-1)
     semantic_background = background
-    if config.semantics_geometry_detached:  # the semantic maps train the classes only, not where rays stop
+    if config.semantics_gradient != "all":  # the semantic maps do not move where rays stop
         group_weights, semantic_background = group_weights.detach(), background.detach()
     group_distances = F.pad(distances, (0, pad), mode="replicate").view(rays, groups, every).mean(dim=-1)
     group_points = torch.addcmul(origins[:, None], group_distances[..., None], directions[:, None])
     logits = sample_volume_unit(volume, grid.world_to_unit(group_points).reshape(1, -1, 3))[0]
     logits = logits.view(NUM_CLASSES, rays, groups)
-    if config.semantics_geometry_detached:  # the free channel is the samples' occupancy: geometry too
+    if config.semantics_gradient == "classes":  # the free channel is the samples' occupancy: geometry too
         logits = torch.cat([logits[:FREE], logits[FREE:].detach()])
     values = logits if config.semantics == "logits" else logits.softmax(dim=0)
     semantics = torch.einsum("crg,rg->rc", values, group_weights)  # a batched product, no (R, G, 18) temporary
