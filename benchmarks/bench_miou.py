@@ -58,7 +58,8 @@ def ensure_dataset(cache_dir: Path, samples: int, workers: int) -> Path:
     from tqdm import tqdm
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker_process) as pool:
+    with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker_process,
+                             initargs=(os.getpid(),)) as pool:
         jobs = [(root, i) for i in range(samples)]
         for _ in tqdm(pool.map(write_sample, jobs, chunksize=16), total=samples, unit="sample"):
             pass

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "src"), str(ROOT / "tests")]
 
 from sources_util import sim_scene  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 from easyocc.labels.sources.cache import CachedDepth, CachedSemantics  # noqa: E402
 from easyocc.labels.sources.grounded_sam import MaskFusion  # noqa: E402
@@ -33,15 +32,6 @@ from easyocc.labels.sources.oracle import OracleDepth, OracleSemantics  # noqa: 
 from easyocc.occ3d import IGNORE  # noqa: E402
 
 WIDTH, HEIGHT = 1600, 900
-
-
-def median_ms(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return round(1000 * statistics.median(times), 2)
 
 
 def random_masks(count: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

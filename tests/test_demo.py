@@ -33,6 +33,9 @@ def test_demo_writes_a_report_with_every_predictor_and_protocol(tiny_demo, capsy
     for png in ("per_class_iou.png", "bev.png"):
         assert (report / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(list((tiny_demo / "predictions").glob("*.npz"))) == 3
+    viewer = (report / "viewer.html").read_text()  # one val keyframe in the 3D viewer, linked from the report
+    assert "__VISER_EMBED_DATA__" in viewer and "keyframe 1 (0-2)" in viewer
+    assert "[viewer.html](viewer.html)" in text and "easyocc view --data" in text
 
 
 def test_demo_rerun_reuses_the_finished_stages(tiny_demo, capsys):

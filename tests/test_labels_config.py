@@ -30,7 +30,7 @@ def test_yaml_file_then_flags(tmp_path):
 def test_bad_settings_are_one_line_errors(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("frames: 3\nmin_pionts: 2\n")
-    with pytest.raises(InputError, match="unknown label setting.*min_pionts"):
+    with pytest.raises(InputError, match="bad.yaml: unknown key 'min_pionts'"):
         parse("--config", str(path))
     with pytest.raises(EasyOccError, match="min_points must be >= 1"):
         parse("--min-points", "0")

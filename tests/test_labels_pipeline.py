@@ -4,10 +4,10 @@ import pytest
 from easyocc.errors import InputError
 from easyocc.labels import toyworld
 from easyocc.labels.config import LabelConfig
-from easyocc.labels.pipeline import CameraObserver, SceneLabeler, label_path, label_scene
+from easyocc.labels.pipeline import CameraObserver, SceneLabeler, label_scene
 from easyocc.labels.sources.base import DepthSource, SemanticSource
 from easyocc.labels.torch_backend import TORCH_CPU
-from easyocc.occ3d import CLASS_IDS, FREE, read_labels
+from easyocc.occ3d import CLASS_IDS, FREE, label_path, read_labels
 
 CAR = CLASS_IDS["car"]
 

@@ -149,5 +149,5 @@ def test_registry_builds_metric3d(repo, tmp_path):
     assert isinstance(depth, Metric3DDepth) and depth.config.model_name == "metric3d_vit_tiny"
     with pytest.raises(EasyOccError, match="the metric3d source needs --metric3d-checkpoint"):
         sources_from_args(parser.parse_args(["--depth", "metric3d", "--metric3d-repo", str(folder)]), tmp_path)
-    with pytest.raises(EasyOccError, match="invalid --device 'gpu0'"):
+    with pytest.raises(EasyOccError, match="invalid device 'gpu0'"):
         Metric3DDepth(Metric3DConfig(folder, checkpoint, "metric3d_vit_tiny", "gpu0")).depth(make_camera(tmp_path))

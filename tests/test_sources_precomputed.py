@@ -9,7 +9,8 @@ import pytest
 from sources_util import make_camera, street_scene
 
 from easyocc.errors import EasyOccError, InputError
-from easyocc.labels.sources.maps import map_path, write_depth_png, write_label_png, write_npy
+from easyocc.fileio import map_path
+from easyocc.labels.sources.maps import write_depth_png, write_label_png, write_npy
 from easyocc.labels.sources.occnerf import OCCNERF_TO_OCC3D, OccNeRFSemantics, occnerf_to_occ3d
 from easyocc.labels.sources.precomputed import PrecomputedDepth, PrecomputedSemantics
 from easyocc.labels.sources.registry import add_source_arguments, sources_from_args

@@ -168,7 +168,7 @@ def test_predict_writes_files_the_evaluator_reads(dataroot, trained_run, tmp_pat
     code = cli.main(["predict", "--checkpoint", str(run / "model.pt"), "--data", str(root), "--out", str(out),
                      "--split", "val", "--device", "cpu", "--workers", "1", "--batch-size", "2", "--quiet"])
     assert code == 0, capsys.readouterr().err
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{t}.npz" for t in tokens)
+    assert sorted(p.name for p in out.iterdir()) == sorted([*(f"{t}.npz" for t in tokens), "predictions.json"])
     preds = [read_prediction(out / f"{t}.npz") for t in tokens]
     assert all(p.shape == (200, 200, 16) and p.dtype == np.uint8 for p in preds)
     # The evaluator scores them (the pseudo-labels stand in for ground truth: the same gts/ layout).

@@ -192,7 +192,9 @@ def test_predict_writes_occ3d_predictions_from_a_rendering_checkpoint(rendering_
                      "--out", str(out), "--device", "cpu", "--workers", "0", "--quiet"])
     assert code == 0, capsys.readouterr().err
     keyframes = split_keyframes(sweeps_simscenes, "auto", "val")
-    assert sorted(p.name for p in out.iterdir()) == sorted(f"{kf.token}.npz" for kf in keyframes)
+    expected = sorted(f"{kf.token}.npz" for kf in keyframes) + ["predictions.json"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)  # the set, as for EasyOcc
+    assert json.loads((out / "predictions.json").read_text())["samples"] == [kf.token for kf in keyframes]
     pred = read_prediction(out / f"{keyframes[0].token}.npz")
     assert pred.shape == (200, 200, 16) and pred.dtype == np.uint8 and pred.max() < NUM_CLASSES
     # Exactly EasyOcc's prediction from the same weights: the volume read at the Occ3D voxel centres.

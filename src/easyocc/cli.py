@@ -1,7 +1,8 @@
 """``easyocc <command>``: one entry point; each command lives in its own module, imported only when it runs.
 
 A command module provides ``add_arguments(parser)`` and ``run(args) -> int | None``. Errors meant for the user
-(:class:`~easyocc.errors.EasyOccError`) are printed in one line with exit code 2, without a traceback.
+(:class:`~easyocc.errors.EasyOccError`) are printed in one line with exit code 2, without a traceback; Ctrl-C and
+SIGTERM stop a command cleanly (its worker processes too) with exit code 130.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 
 from easyocc import __version__
 from easyocc.errors import EasyOccError
+from easyocc.processes import terminate_as_interrupt
 
 #: name -> (module, one-line help). Keep in pipeline order; the README lists the same commands.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -23,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "predict": ("easyocc.predict", "write Occ3D predictions of a trained model for a split"),
     "eval": ("easyocc.evaluation.command", "score predictions against Occ3D ground truth (mIoU, IoU, RayIoU)"),
     "demo": ("easyocc.demo", "the whole job on a small SimScenes: labels, training, prediction, scores, a report"),
+    "view": ("easyocc.viewer.command", "interactive 3D viewer in the browser: data, pseudo-labels, predictions, errors"),
 }
 
 
@@ -51,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module = importlib.import_module(COMMANDS[args.command][0])
     try:
-        return int(module.run(args) or 0)
+        with terminate_as_interrupt():  # SIGTERM unwinds like Ctrl-C: workers stopped, temporaries removed
+            return int(module.run(args) or 0)
     except EasyOccError as exc:
         print(f"easyocc {args.command}: error: {exc}", file=sys.stderr)
         return 2

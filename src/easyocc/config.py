@@ -163,9 +163,12 @@ def load_config(cls: type[T], path: str | PathLike | None, overrides: list[str] 
         if not path.is_file():
             raise InputError(path, "config file not found")
         try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
+            data = yaml.safe_load(path.read_text())
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise InputError(path, f"invalid YAML ({' '.join(str(exc).split())})") from None
+        if data is None:  # not silently the defaults: an empty file is more likely a mistake than a choice
+            raise InputError(path, "the config file is empty (write the keys to change; built-in configs: "
+                                   f"{', '.join(sorted(p.stem for p in BUILTIN_CONFIG_DIR.glob('*.yaml')))})")
         if not isinstance(data, dict):
             raise InputError(path, "a config file must hold a mapping of keys to values")
     try:

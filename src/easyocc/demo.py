@@ -21,6 +21,8 @@ import numpy as np
 from easyocc.errors import EasyOccError, InputError
 
 MARKER = "demo.json"
+#: The report's 3D view of one val keyframe (``easyocc view --export``).
+VIEWER_EXPORT = "viewer.html"
 VERSION = "v1.0-mini"
 
 
@@ -125,20 +127,26 @@ def make_labels(paths: DemoPaths, settings: DemoSettings, workers: int) -> None:
     labels_command.run(args)
 
 
-def train_model(paths: DemoPaths, settings: DemoSettings) -> tuple[Path, str]:
+def train_config(settings: DemoSettings, run_config: Path | None = None):
+    """The training config: ``settings.config`` (or an interrupted run's own ``run_config``) with the demo's
+    overrides; a bad name, key or value is a one-line error, checked before anything is written."""
     from easyocc.config import load_config, resolve_config_path
     from easyocc.training.config import TrainConfig
+
+    overrides = list(settings.overrides) + [f"data.version={VERSION}"]
+    if settings.epochs is not None:
+        overrides.append(f"optim.epochs={settings.epochs}")
+    return load_config(TrainConfig, run_config or resolve_config_path(settings.config), overrides)
+
+
+def train_model(paths: DemoPaths, settings: DemoSettings) -> tuple[Path, str]:
     from easyocc.training.loop import CONFIG_FILE, LAST_CHECKPOINT, MODEL_FILE, train
 
     model_path = paths.run / MODEL_FILE
     if model_path.is_file():
         return model_path, "reused"
-    overrides = list(settings.overrides) + [f"data.version={VERSION}"]
-    if settings.epochs is not None:
-        overrides.append(f"optim.epochs={settings.epochs}")
     resume = (paths.run / LAST_CHECKPOINT).is_file()
-    source = paths.run / CONFIG_FILE if resume else resolve_config_path(settings.config)
-    config = load_config(TrainConfig, source, overrides)
+    config = train_config(settings, paths.run / CONFIG_FILE if resume else None)
     return train(config, paths.data, paths.labels, paths.run, resume=resume), "resumed" if resume else "trained"
 
 
@@ -152,7 +160,7 @@ def write_reference_predictions(paths: DemoPaths, keyframes: list) -> dict[str, 
     """Prediction folders of the references: the pseudo-labels themselves and the trivial baselines."""
     from easyocc.baselines import all_free, height_class_counts, majority_per_height
     from easyocc.data.occ_dataset import label_path, split_keyframes
-    from easyocc.occ3d import read_labels, write_prediction
+    from easyocc.occ3d import prediction_path, read_labels, write_prediction
 
     train = split_keyframes(paths.data, VERSION, "train")
     from_labels = majority_per_height(height_class_counts(read_labels(label_path(paths.labels, kf)) for kf in train))
@@ -164,11 +172,11 @@ def write_reference_predictions(paths: DemoPaths, keyframes: list) -> dict[str, 
         "all free": paths.baselines / "all_free",
     }
     for kf in keyframes:
-        name = f"{kf.token}.npz"
-        write_prediction(folders["pseudo-labels"] / name, read_labels(label_path(paths.labels, kf)).semantics)
-        write_prediction(folders["majority per height (train GT)"] / name, from_gt)
-        write_prediction(folders["majority per height (train labels)"] / name, from_labels)
-        write_prediction(folders["all free"] / name, all_free())
+        write_prediction(prediction_path(folders["pseudo-labels"], kf.token),
+                         read_labels(label_path(paths.labels, kf)).semantics)
+        write_prediction(prediction_path(folders["majority per height (train GT)"], kf.token), from_gt)
+        write_prediction(prediction_path(folders["majority per height (train labels)"], kf.token), from_labels)
+        write_prediction(prediction_path(folders["all free"], kf.token), all_free())
     return folders
 
 
@@ -219,13 +227,13 @@ def per_class_table(scores: dict[str, dict]) -> list[str]:
 
 def middle_keyframe_panels(paths: DemoPaths, keyframes: list, folders: dict[str, Path]) -> tuple[list, str]:
     from easyocc.data.occ_dataset import label_path
-    from easyocc.occ3d import read_labels, read_prediction
+    from easyocc.occ3d import prediction_path, read_labels, read_prediction
 
     kf = keyframes[len(keyframes) // 2]
     gt = read_labels(label_path(paths.data / "gts", kf))
     pseudo = read_labels(label_path(paths.labels, kf))
-    pred = read_prediction(paths.predictions / f"{kf.token}.npz")
-    baseline = read_prediction(folders["majority per height (train GT)"] / f"{kf.token}.npz")
+    pred = read_prediction(prediction_path(paths.predictions, kf.token))
+    baseline = read_prediction(prediction_path(folders["majority per height (train GT)"], kf.token))
     panels = [
         ("ground truth", gt.semantics, gt.mask_camera),
         ("pseudo-labels (noisy oracle)", pseudo.semantics, gt.mask_camera),
@@ -233,6 +241,17 @@ def middle_keyframe_panels(paths: DemoPaths, keyframes: list, folders: dict[str,
         ("majority per height", baseline, gt.mask_camera),
     ]
     return panels, f"{kf.scene_name} / {kf.token}"
+
+
+def write_viewer_export(paths: DemoPaths, keyframe, path: Path) -> None:
+    """``easyocc view --export`` of one val keyframe: the prediction shown, every other layer a click away."""
+    from easyocc.viewer.app import ViewOptions
+    from easyocc.viewer.data import ViewerData, ViewerInputs
+    from easyocc.viewer.export import save_export
+
+    data = ViewerData(ViewerInputs(paths.data, VERSION, paths.labels, paths.predictions, paths.data / "gts"))
+    save_export(path, data, ViewOptions(scene=keyframe.scene_name, keyframe=keyframe.index, layer="pred"),
+                [keyframe.index])
 
 
 def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scores: dict, folders: dict,
@@ -249,6 +268,7 @@ def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scor
                          "Per-class IoU on the val scenes (Occ3D camera mask)")
     panels, which = middle_keyframe_panels(paths, keyframes, folders)
     save_bev_panels(report_dir / "bev.png", panels, title=f"Bird's-eye view, GT camera mask ({which})")
+    write_viewer_export(paths, keyframes[len(keyframes) // 2], report_dir / VIEWER_EXPORT)
 
     model = scores["EasyOcc demo model"]["camera"]
     best, _ = best_baseline(scores)
@@ -293,6 +313,16 @@ def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scor
         "The highest occupied voxel of each column, within the GT camera mask (dark: not observed).",
         "",
         "![bird's-eye view](bev.png)",
+        "",
+        "## In 3D",
+        "",
+        f"[{VIEWER_EXPORT}]({VIEWER_EXPORT}): the same keyframe in the viewer, one self-contained file that opens "
+        "offline in a browser (orbit with the mouse; layers — GT, pseudo-labels, prediction, errors — and classes in "
+        "its scene tree, top right). Every keyframe, live:",
+        "",
+        "```bash",
+        f"easyocc view --data {paths.data} --labels {paths.labels} --pred {paths.predictions}",
+        "```",
         "",
         "## Time (s)",
         "",
@@ -362,12 +392,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from easyocc.fileio import require_folder_or_absent, sweep_temporaries
+
     settings = DemoSettings(scenes=args.scenes, keyframes=args.keyframes, image_size=tuple(args.image_size),
                             seed=args.seed, noise=args.noise, config=str(args.config), epochs=args.epochs,
                             overrides=tuple(args.overrides))
+    # Every setting is checked before the folder is claimed (a failed check leaves nothing to clean up).
     synth_config(settings)
-    paths = DemoPaths(args.out)
+    train_config(settings)
+    if args.workers < 1:
+        raise EasyOccError(f"--workers must be at least 1 (got {args.workers})")
+    paths = DemoPaths(require_folder_or_absent(args.out))
     claim_output(paths.out, settings)
+    sweep_temporaries(paths.out)  # what a killed earlier run left
     seconds: dict[str, tuple[float, str]] = {}
     started = time.perf_counter()
 

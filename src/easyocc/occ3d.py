@@ -5,12 +5,14 @@ ego frame (x forward, y left, z up). The centre of voxel [i, j, k] is (i + 0.5) 
 
 Files:
 - ground truth / pseudo-labels ``labels.npz`` with ``semantics``, ``mask_lidar``, ``mask_camera`` (uint8 200x200x16);
-- predictions ``<sample_token>.npz`` with key ``pred`` (uint8 200x200x16), or the official submission's ``arr_0``.
+- predictions ``<sample_token>.npz`` with key ``pred`` (uint8 200x200x16), or the official submission's ``arr_0``;
+  a folder written by ``easyocc predict`` also holds ``predictions.json``, which names the predicted samples.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 import zlib
 from dataclasses import dataclass
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from easyocc.errors import InputError
-from easyocc.fileio import read_zip_member, save_npz
+from easyocc.fileio import path_inside, read_zip_member, save_npz
 
 CLASS_NAMES: tuple[str, ...] = (
     "others",
@@ -126,6 +128,31 @@ class VoxelGrid:
 OCC3D_GRID = VoxelGrid()
 GRID_SHAPE: tuple[int, int, int] = OCC3D_GRID.shape
 LABEL_KEYS = ("semantics", "mask_lidar", "mask_camera")
+#: The file name of one keyframe's labels, in the Occ3D ``gts/`` layout ``<root>/<scene_name>/<sample_token>/``.
+LABELS_FILE = "labels.npz"
+
+
+def label_path(root: str | PathLike, scene_name: str, sample_token: str) -> Path:
+    """``<root>/<scene_name>/<sample_token>/labels.npz``: where Occ3D ground truth and easyocc pseudo-labels live.
+    Names that would leave ``root`` (read from a dataset's tables: untrusted) are an InputError."""
+    return path_inside(root, scene_name, sample_token, what="scene name or sample token") / LABELS_FILE
+
+
+def find_label_files(root: str | PathLike) -> dict[str, Path]:
+    """Sample token -> ``<root>/<scene>/<token>/labels.npz``, in path order; an error naming ``root`` when there
+    are none."""
+    root = Path(root)
+    if not root.is_dir():
+        raise InputError(root, "labels folder not found")
+    found = {p.parent.name: p for p in sorted(root.glob(f"*/*/{LABELS_FILE}"))}
+    if not found:
+        raise InputError(root, f"no <scene>/<sample_token>/{LABELS_FILE} files")
+    return found
+
+
+def prediction_path(root: str | PathLike, token: str) -> Path:
+    """``<root>/<sample_token>.npz``; a token that would leave ``root`` is an InputError."""
+    return path_inside(root, f"{token}.npz", what="sample token")
 
 
 @dataclass(frozen=True)
@@ -241,7 +268,35 @@ def read_prediction(path: str | PathLike, writable: bool = True) -> np.ndarray:
         return _check_volume(path, key, _read_member(npz, path, key, writable), FREE, False)
 
 
+def labels_as_prediction(semantics: np.ndarray) -> np.ndarray:
+    """Label semantics (X, Y, Z) scored as a prediction: an ignored voxel (255) is no prediction, i.e. free.
+    Returns uint8 values 0..17."""
+    return np.where(semantics == IGNORE, FREE, semantics).astype(np.uint8)
+
+
 def write_prediction(path: str | PathLike, pred: np.ndarray) -> None:
     """Write a prediction file with key ``pred`` (uint8 200x200x16), atomically."""
     path = Path(path)
     save_npz(path, pred=_check_volume(path, "pred", np.asarray(pred), FREE, False))
+
+
+PREDICTIONS_MANIFEST = "predictions.json"
+PREDICTIONS_MANIFEST_FORMAT = "easyocc-predictions/1"
+
+
+def read_predictions_manifest(folder: str | PathLike) -> dict | None:
+    """``<folder>/predictions.json`` written by ``easyocc predict`` (format, checkpoint, data, version, split,
+    ``samples``: the predicted sample tokens, ``complete``), or None when the folder has none."""
+    path = Path(folder) / PREDICTIONS_MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputError(path, f"unreadable ({' '.join(str(exc).split())})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != PREDICTIONS_MANIFEST_FORMAT:
+        raise InputError(path, f"not an easyocc predictions manifest (format {PREDICTIONS_MANIFEST_FORMAT})")
+    samples = manifest.get("samples")
+    if not isinstance(samples, list) or not all(isinstance(t, str) for t in samples):
+        raise InputError(path, "'samples' must be a list of sample tokens")
+    return manifest

@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from easyocc.errors import EasyOccError, InputError
+from easyocc.fileio import safe_name
 from easyocc.geometry import invert_transform, make_transform
 
 #: The six cameras in the order nuScenes-based occupancy models (BEVFormer, OccNeRF, SurroundOcc) use.
@@ -107,6 +108,14 @@ class Scene:
     keyframes: list[Keyframe] = field(default_factory=list)
 
 
+def _table_name(nusc, table: str, record: dict, key: str, nested: bool = False) -> str:
+    """``record[key]``, a name that becomes a path (scene name, sample token, file name), checked to stay inside
+    its folder; an error names the table file and the row."""
+    row = nusc.getind(table, record["token"])
+    where = Path(nusc.table_root) / f"{table}.json"
+    return safe_name(record[key], where, f"row {row} (token {record['token']!r}): {key}", nested)
+
+
 class _TableReader:
     """Builds index records from the devkit's tables. A calibrated_sensor's ``ego_T_sensor`` and K are read once
     and shared, read-only, by every frame of that sensor: a pickled index stores them once."""
@@ -125,8 +134,9 @@ class _TableReader:
             if name != LIDAR_NAME:
                 K = np.asarray(cs["camera_intrinsic"], dtype=np.float64)
                 if K.shape != (3, 3):
-                    raise InputError(self.dataroot / "calibrated_sensor.json",
-                                     f"camera {name} has no 3x3 camera_intrinsic")
+                    raise InputError(Path(self.nusc.table_root) / "calibrated_sensor.json",
+                                     f"row {self.nusc.getind('calibrated_sensor', token)}: camera {name} has no "
+                                     "3x3 camera_intrinsic")
                 K.setflags(write=False)
             ego_T_sensor.setflags(write=False)
             self._calibrations[token] = (ego_T_sensor, K)
@@ -139,11 +149,12 @@ class _TableReader:
     def camera_frame(self, sd_token: str, name: str) -> CameraFrame:
         sd = self.nusc.get("sample_data", sd_token)
         ego_T_cam, K = self.calibration(sd["calibrated_sensor_token"], name)
+        relpath = _table_name(self.nusc, "sample_data", sd, "filename", nested=True)
         return CameraFrame(
             name=name,
             sample_data_token=sd_token,
-            image_path=self.dataroot / sd["filename"],
-            relpath=sd["filename"],
+            image_path=self.dataroot / relpath,
+            relpath=relpath,
             width=int(sd["width"]),
             height=int(sd["height"]),
             timestamp=int(sd["timestamp"]),
@@ -175,35 +186,73 @@ class _TableReader:
         data = sample["data"]
         missing = [c for c in (LIDAR_NAME, *self.cameras) if c not in data]
         if missing:
-            raise InputError(self.dataroot, f"sample {sample['token']} has no {', '.join(missing)} data")
+            raise InputError(Path(self.nusc.table_root) / "sample_data.json",
+                             f"sample {sample['token']!r} has no {', '.join(missing)} data")
         lidar_sd = self.nusc.get("sample_data", data[LIDAR_NAME])
         return Keyframe(
-            token=sample["token"],
+            token=_table_name(self.nusc, "sample", sample, "token"),
             scene_name=scene_name,
             index=index,
             timestamp=int(sample["timestamp"]),
             global_T_ego=self.global_T_ego(lidar_sd),
-            lidar_path=self.dataroot / lidar_sd["filename"],
+            lidar_path=self.dataroot / _table_name(self.nusc, "sample_data", lidar_sd, "filename", nested=True),
             ego_T_lidar=self.calibration(lidar_sd["calibrated_sensor_token"], LIDAR_NAME)[0],
             cameras={c: self.camera_frame(data[c], c) for c in self.cameras},
             neighbours={c: self.neighbours(data[c], c) for c in self.cameras} if self.offsets else {},
         )
 
 
+#: The version ``auto`` picks among several table folders (real nuScenes ships trainval, test and mini).
+PREFERRED_VERSION = "v1.0-trainval"
+
+
+def resolve_version(dataroot: str | Path, version: str) -> str:
+    """``version``, or for "auto" the dataroot's only ``v1.0-*`` table folder (``v1.0-trainval`` among several)."""
+    if version != "auto":
+        return version
+    found = sorted(p.name for p in Path(dataroot).glob("v1.0-*") if p.is_dir())
+    if len(found) == 1:
+        return found[0]
+    if PREFERRED_VERSION in found:
+        return PREFERRED_VERSION
+    what = f"several ({', '.join(found)})" if found else "no"
+    raise InputError(dataroot, f"cannot pick the nuScenes table version: {what} v1.0-* folders; pass the version")
+
+
+def _broken_table(table_dir: Path, exc: Exception) -> Path:
+    """The table file a devkit failure comes from, when it can be told (else the folder)."""
+    if isinstance(exc, FileNotFoundError) and exc.filename:
+        return Path(exc.filename)
+    if isinstance(exc, json.JSONDecodeError):
+        for path in sorted(table_dir.glob("*.json")):
+            try:
+                json.loads(path.read_text())
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                return path
+    return table_dir
+
+
 def load_nuscenes(dataroot: str | Path, version: str, verbose: bool = False):
-    """The devkit's ``NuScenes`` object, with its failures turned into one-line errors."""
+    """The devkit's ``NuScenes`` object (``version`` may be "auto"), with its failures turned into one-line
+    errors naming the table file where it can be told."""
     from nuscenes.nuscenes import NuScenes
 
     dataroot = Path(dataroot)
+    if not dataroot.is_dir():
+        raise InputError(dataroot, "dataroot not found" if not dataroot.exists() else "dataroot is not a folder")
+    version = resolve_version(dataroot, version)
     table_dir = dataroot / version
     if not table_dir.is_dir():
-        found = sorted(p.name for p in dataroot.glob("v1.0-*")) if dataroot.is_dir() else []
+        found = sorted(p.name for p in dataroot.glob("v1.0-*"))
         hint = f" (found: {', '.join(found)})" if found else ""
         raise InputError(table_dir, f"no nuScenes tables for version '{version}'{hint}")
     try:
         return NuScenes(version=version, dataroot=str(dataroot), verbose=verbose)
-    except (AssertionError, KeyError, FileNotFoundError, json.JSONDecodeError) as exc:
-        raise InputError(table_dir, f"nuscenes-devkit cannot load the tables ({type(exc).__name__}: {exc})") from None
+    except (AssertionError, KeyError, FileNotFoundError, ValueError, TypeError, IndexError, AttributeError,
+            UnicodeDecodeError) as exc:
+        where = _broken_table(table_dir, exc)
+        raise InputError(where, f"nuscenes-devkit cannot load the tables ({type(exc).__name__}: "
+                                f"{' '.join(str(exc).split())[:200]})") from None
 
 
 class DatasetIndex:
@@ -227,17 +276,17 @@ class DatasetIndex:
         if 0 in neighbour_offsets:
             raise ValueError("neighbour offset 0 is the keyframe's own image (Keyframe.cameras)")
         self.dataroot = Path(dataroot)
-        self.version = version
         self.cameras = tuple(cameras)
         self.neighbour_offsets = tuple(neighbour_offsets)
         nusc = load_nuscenes(self.dataroot, version, verbose)
+        self.version = version = nusc.version
         reader = _TableReader(nusc, self.dataroot, self.cameras, self.neighbour_offsets, max_neighbour_step_us)
         wanted = None if scene_names is None else set(scene_names)
         self.scenes: list[Scene] = []
         for rec in sorted(nusc.scene, key=lambda r: r["name"]):
             if wanted is not None and rec["name"] not in wanted:
                 continue
-            scene = Scene(name=rec["name"], token=rec["token"])
+            scene = Scene(name=_table_name(nusc, "scene", rec, "name"), token=rec["token"])
             token = rec["first_sample_token"]
             while token:
                 sample = nusc.get("sample", token)
@@ -270,15 +319,20 @@ def split_scene_names(dataroot: str | Path, version: str, split: str) -> list[st
     if path.is_file():
         try:
             splits = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(path, f"invalid JSON ({exc})") from None
+        if not isinstance(splits, dict):
+            raise InputError(path, "expected a mapping of split name -> list of scene names")
         if split not in splits:
-            raise InputError(path, f"no split '{split}' (has: {', '.join(splits)})")
-        return list(splits[split])
+            raise InputError(path, f"no split '{split}' (has: {', '.join(map(str, splits))})")
+        names = splits[split]
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise InputError(path, f"split '{split}' must be a list of scene names")
+        return list(names)
     from nuscenes.utils.splits import create_splits_scenes
 
     official = create_splits_scenes()
-    if version.endswith("mini") and split in ("train", "val"):
+    if resolve_version(dataroot, version).endswith("mini") and split in ("train", "val"):
         split = f"mini_{split}"
     if split not in official:
         raise EasyOccError(f"unknown split '{split}' (known: {', '.join(sorted(official))})")

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate, default_convert
 
 from easyocc.data.nuscenes_index import (
     CAMERA_NAMES,
@@ -25,13 +25,13 @@ from easyocc.data.nuscenes_index import (
     CameraFrame,
     DatasetIndex,
     Keyframe,
+    resolve_version,
     split_scene_names,
 )
-from easyocc.errors import InputError
+from easyocc.errors import EasyOccError, InputError
 from easyocc.geometry import crop_intrinsics, relative_transform, resample_nearest, scale_intrinsics
+from easyocc.occ3d import label_path as occ3d_label_path
 from easyocc.occ3d import read_labels
-
-LABELS_FILE = "labels.npz"
 
 
 @dataclass
@@ -57,6 +57,8 @@ class DataConfig:
             top, left, ch, cw = self.crop
             if top < 0 or left < 0 or ch < 1 or cw < 1 or top + ch > height or left + cw > width:
                 raise ValueError(f"crop {self.crop} does not fit inside the resized image {self.image_size}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0 (0 loads in the training process), got {self.num_workers}")
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -97,17 +99,6 @@ class RenderTargets:
             raise ValueError(f"the render size must be (H, W) >= 1, got {self.size}")
 
 
-def resolve_version(dataroot: str | Path, version: str) -> str:
-    """``version``, or with "auto" the name of the dataroot's single ``v1.0-*`` table folder."""
-    if version != "auto":
-        return version
-    found = sorted(p.name for p in Path(dataroot).glob("v1.0-*") if p.is_dir())
-    if len(found) != 1:
-        what = f"several ({', '.join(found)})" if found else "none"
-        raise InputError(dataroot, f"cannot pick the nuScenes table version: {what} v1.0-* folders; pass the version")
-    return found[0]
-
-
 def split_keyframes(dataroot: str | Path, version: str, split: str) -> list[Keyframe]:
     """Keyframes of ``split``'s scenes (``splits.json`` or the devkit's splits), scene by scene in time order."""
     version = resolve_version(dataroot, version)
@@ -118,7 +109,7 @@ def split_keyframes(dataroot: str | Path, version: str, split: str) -> list[Keyf
 
 def label_path(labels_dir: str | Path, keyframe: Keyframe) -> Path:
     """``<labels>/<scene_name>/<sample_token>/labels.npz`` (the Occ3D ``gts/`` layout)."""
-    return Path(labels_dir) / keyframe.scene_name / keyframe.token / LABELS_FILE
+    return occ3d_label_path(labels_dir, keyframe.scene_name, keyframe.token)
 
 
 def _jpeg_reduction(stored_size: tuple[int, int], target_size: tuple[int, int]) -> int:
@@ -307,3 +298,56 @@ class OccDataset(Dataset):
         item["source_T_cam"] = torch.from_numpy(np.stack(poses).astype(np.float32)).unflatten(0, shape)
         item["source_valid"] = torch.tensor(valid).view(shape)
         return item
+
+
+# --- loading in worker processes -----------------------------------------------------------------------------------
+
+class WorkerFailure:
+    """An :class:`EasyOccError` raised while loading an item, carried back from a worker process as data: torch
+    would turn it into a RuntimeError holding the worker's traceback."""
+
+    def __init__(self, error: EasyOccError):
+        self.error = error
+
+
+class _CatchingDataset(Dataset):
+    def __init__(self, dataset: Dataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i):
+        try:
+            return self.dataset[i]
+        except EasyOccError as exc:
+            return WorkerFailure(exc)
+
+
+def _collate(items: list):
+    failure = next((item for item in items if isinstance(item, WorkerFailure)), None)
+    return failure if failure is not None else default_collate(items)
+
+
+def _convert(item):
+    return item if isinstance(item, WorkerFailure) else default_convert(item)
+
+
+class InputLoader(DataLoader):
+    """A DataLoader whose items' errors (a missing label, a truncated image, ...) reach the caller as the same
+    one-line :class:`EasyOccError`, from worker processes too. Takes DataLoader's keyword arguments (not
+    ``collate_fn``)."""
+
+    def __init__(self, dataset: Dataset, **kwargs):
+        collate = _convert if kwargs.get("batch_size", 1) is None else _collate
+        super().__init__(_CatchingDataset(dataset), collate_fn=collate, **kwargs)
+
+    def __iter__(self):
+        batches = super().__iter__()
+        try:
+            for batch in batches:
+                if isinstance(batch, WorkerFailure):
+                    raise batch.error
+                yield batch
+        finally:
+            del batches  # shuts the worker processes down now, not when the error's traceback is freed

@@ -23,7 +23,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=None, help="decoding processes (default: CPU count)")
     parser.add_argument("--rayiou", action="store_true", help="also compute RayIoU (SparseOcc); needs --data")
     parser.add_argument("--data", metavar="NUSCENES_ROOT", help="nuScenes-format dataroot giving the ray origins")
-    parser.add_argument("--version", default="v1.0-trainval", help="nuScenes table version (default v1.0-trainval)")
+    parser.add_argument("--version", default="auto", help="nuScenes table version (default auto: the dataroot's only "
+                        "v1.0-* folder, v1.0-trainval among several)")
     parser.add_argument(
         "--ray-device",
         default="auto",
@@ -35,12 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from easyocc.errors import EasyOccError
     from easyocc.evaluation.runner import EvalConfig, evaluate_dirs, format_report
-    from easyocc.fileio import save_json
+    from easyocc.fileio import require_file_path, save_json
 
     if args.rayiou and not args.data:
         raise EasyOccError("--rayiou needs --data NUSCENES_ROOT (the LiDAR origins come from its tables)")
     if args.workers is not None and args.workers < 1:
         raise EasyOccError("--workers must be at least 1")
+    if args.json:
+        require_file_path(args.json)
     config = EvalConfig(
         mask=args.mask,
         allow_missing=args.allow_missing,

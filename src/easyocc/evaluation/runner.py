@@ -22,7 +22,15 @@ from easyocc.errors import EasyOccError, InputError
 from easyocc.evaluation.metrics import ConfusionMatrix, VoxelScores
 from easyocc.evaluation.protocols import MASK_DESCRIPTIONS, MASK_KEYS, ray_protocols, voxel_protocols
 from easyocc.evaluation.rayiou import MAX_ORIGINS, RAYS_PER_ORIGIN, RayIoU, RayScores, cast_rays_torch, lidar_origins
-from easyocc.occ3d import CLASS_NAMES, NUM_SEMANTIC_CLASSES, read_labels, read_prediction
+from easyocc.occ3d import (
+    CLASS_NAMES,
+    NUM_SEMANTIC_CLASSES,
+    PREDICTIONS_MANIFEST,
+    read_labels,
+    read_prediction,
+    read_predictions_manifest,
+)
+from easyocc.processes import stop_pool
 
 GT_PATTERN = "<scene>/<sample_token>/labels.npz"
 #: Samples per task sent to a worker: large enough to amortise the hand-off, small enough for a smooth progress bar.
@@ -46,7 +54,7 @@ class EvalConfig:
     workers: int | None = None
     rayiou: bool = False
     data_root: str | None = None
-    version: str = "v1.0-trainval"
+    version: str = "auto"
     ray_device: str = "auto"
     progress: bool = True
 
@@ -62,12 +70,14 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class Pairing:
-    """GT samples matched with prediction files. pairs: (token, gt_path, pred_path) sorted by token."""
+    """GT samples matched with prediction files. pairs: (token, gt_path, pred_path) sorted by token;
+    not_predicted: GT samples left out because the prediction folder's predictions.json does not list them."""
 
     pairs: list[tuple[str, Path, Path]]
     missing: list[str]
     unmatched_predictions: int
     scenes: dict[str, str]
+    not_predicted: int = 0
 
 
 def _require_dir(path: Path) -> None:
@@ -106,9 +116,25 @@ def find_predictions(pred_dir: str | Path) -> dict[str, Path]:
 
 
 def pair_samples(pred_dir: str | Path, gt_dir: str | Path, allow_missing: bool = False) -> Pairing:
-    """Match predictions to GT samples; missing predictions are an error unless ``allow_missing``."""
+    """Match predictions to GT samples; missing predictions are an error unless ``allow_missing``.
+
+    A folder written by ``easyocc predict`` names its samples (``predictions.json``, e.g. the val split): only the
+    GT samples it lists are expected, the others are counted as ``not_predicted``.
+    """
+    manifest = read_predictions_manifest(pred_dir)
+    if manifest is not None and manifest.get("complete") is not True:
+        raise InputError(Path(pred_dir) / PREDICTIONS_MANIFEST, "easyocc predict was stopped while moving these "
+                         "predictions into place; rerun it")
     gts = find_ground_truth(gt_dir)
     preds = find_predictions(pred_dir)
+    not_predicted = 0
+    if manifest is not None:
+        listed = set(manifest["samples"])
+        not_predicted = len(set(gts) - listed)
+        gts = {token: found for token, found in gts.items() if token in listed}
+        if not gts:
+            raise InputError(Path(pred_dir) / PREDICTIONS_MANIFEST, f"none of its {len(listed)} samples (split "
+                             f"{manifest.get('split')!r}) has ground truth in {gt_dir}")
     missing = sorted(set(gts) - set(preds))
     pairs = [(token, gts[token][1], preds[token]) for token in sorted(set(gts) & set(preds))]
     if missing and not allow_missing:
@@ -119,7 +145,7 @@ def pair_samples(pred_dir: str | Path, gt_dir: str | Path, allow_missing: bool =
         )
     if not pairs:
         raise InputError(pred_dir, f"none of the {len(preds)} prediction files matches a GT sample in {gt_dir}")
-    return Pairing(pairs, missing, len(set(preds) - set(gts)), {t: gts[t][0] for t, _, _ in pairs})
+    return Pairing(pairs, missing, len(set(preds) - set(gts)), {t: gts[t][0] for t, _, _ in pairs}, not_predicted)
 
 
 # ------------------------------------------------------------------------------------------------------ workers
@@ -168,10 +194,14 @@ def _run_job(job: _Job) -> _Partial:
     return part
 
 
-def init_worker_process() -> None:
-    """Initialiser of pool processes: one numba thread each, since the pool already uses every core."""
+def init_worker_process(parent_pid: int) -> None:
+    """Initialiser of pool processes: they die with the parent; one numba thread each, since the pool already uses
+    every core."""
     import numba
 
+    from easyocc.processes import die_with_parent
+
+    die_with_parent(parent_pid)
     numba.set_num_threads(1)
 
 
@@ -191,7 +221,8 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool, on_result) -> None
                 bar.update(len(job.samples))
             return
         # spawn, not fork: numba's thread pool and torch are not fork-safe once started in the parent.
-        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker_process) as pool:
+        with ProcessPoolExecutor(workers, mp_context=get_context("spawn"), initializer=init_worker_process,
+                                 initargs=(os.getpid(),)) as pool:
             queue, pending = iter(jobs), {}
 
             def submit_next() -> None:
@@ -211,8 +242,7 @@ def _run_jobs(jobs: list[_Job], workers: int, progress: bool, on_result) -> None
                         bar.update(size)
                         submit_next()
             except BaseException:
-                for future in pending:
-                    future.cancel()
+                stop_pool(pool)
                 raise
 
 
@@ -231,6 +261,8 @@ class EvalReport:
     ray_scores: RayScores | None = None
     missing_predictions: int = 0
     unmatched_predictions: int = 0
+    #: GT samples outside the samples an ``easyocc predict`` folder lists (e.g. the train split): not scored.
+    not_predicted: int = 0
     pred_dir: str | None = None
     gt_dir: str | None = None
 
@@ -252,6 +284,7 @@ class EvalReport:
             "num_samples": self.num_samples,
             "missing_predictions": self.missing_predictions,
             "unmatched_predictions": self.unmatched_predictions,
+            "not_predicted": self.not_predicted,
             "protocols": self.protocols(),
             "units": "percent",
             "confusion_matrix": self.confusion.hist.tolist(),
@@ -303,7 +336,9 @@ def format_report(report: EvalReport) -> str:
     lines = [
         f"{report.num_samples} samples, {MASK_DESCRIPTIONS[report.mask]}"
         + (f"; {report.missing_predictions} GT samples without prediction skipped" if report.missing_predictions else "")
-        + (f"; {report.unmatched_predictions} predictions without GT ignored" if report.unmatched_predictions else ""),
+        + (f"; {report.unmatched_predictions} predictions without GT ignored" if report.unmatched_predictions else "")
+        + (f"; {report.not_predicted} GT samples outside the predicted samples (predictions.json) not scored"
+           if report.not_predicted else ""),
         header,
         "-" * len(header),
     ]
@@ -398,6 +433,7 @@ def evaluate_dirs(
         rays,
         missing_predictions=len(pairing.missing),
         unmatched_predictions=pairing.unmatched_predictions,
+        not_predicted=pairing.not_predicted,
         pred_dir=str(pred_dir),
         gt_dir=str(gt_dir),
     )

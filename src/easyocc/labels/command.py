@@ -71,26 +71,33 @@ def parse_class_names(text: str) -> tuple[int, ...]:
 
 
 def load_config_file(path: Path) -> dict:
+    """The settings a label YAML file gives (a mapping of :class:`LabelConfig` fields, or a project config's
+    ``labels:`` section), each checked against its field's type; errors name the file."""
     import yaml
 
-    from easyocc.config import resolve_config_path
+    from easyocc.config import ConfigError, config_from_dict, resolve_config_path
 
     path = resolve_config_path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise InputError(path, f"invalid YAML ({str(exc).splitlines()[0]})") from None
     if isinstance(data, dict) and isinstance(data.get("labels"), dict):
         data = data["labels"]  # a project config with a 'labels:' section
-    if not isinstance(data, dict):
-        raise InputError(path, "expected a mapping of label settings")
-    unknown = sorted(set(data) - set(LabelConfig.field_names()))
-    if unknown:
-        raise InputError(path, f"unknown label setting(s): {', '.join(unknown)} "
-                               f"(known: {', '.join(LabelConfig.field_names())})")
-    if isinstance(data.get("dynamic_classes"), str):
-        data["dynamic_classes"] = parse_class_names(data["dynamic_classes"])
-    return data
+    if not isinstance(data, dict) or not data:
+        raise InputError(path, "expected a mapping of label settings (the file is empty)" if data is None
+                         else "expected a mapping of label settings")
+    classes = data.get("dynamic_classes")
+    if isinstance(classes, str) or (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+        try:  # 'car,bus' or [car, bus]: class names
+            data["dynamic_classes"] = parse_class_names(classes if isinstance(classes, str) else ",".join(classes))
+        except EasyOccError as exc:
+            raise InputError(path, f"dynamic_classes: {exc}") from None
+    try:
+        checked = config_from_dict(LabelConfig, data)  # the typed loader: 'frames: 2.5' or 'carve: maybe' fail
+    except (ConfigError, EasyOccError) as exc:
+        raise InputError(path, str(exc)) from None
+    return {name: getattr(checked, name) for name in data}
 
 
 def config_from_args(args: argparse.Namespace) -> LabelConfig:
@@ -184,11 +191,10 @@ class Job:
 
 
 def resolve_device(name: str | None) -> str:
-    if name in (None, "", "auto"):
-        import torch
+    """The 3D stage's device: "cpu" or a checked torch CUDA device (see ``sources.runtime.resolve_device``)."""
+    from easyocc.labels.sources.runtime import resolve_device as torch_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
+    return str(torch_device(name or "auto"))
 
 
 def build_labeler(job: Job):
@@ -207,9 +213,12 @@ def build_labeler(job: Job):
 _WORKER: dict = {}
 
 
-def _init_worker(job: Job, queue, threads: int) -> None:
+def _init_worker(job: Job, queue, threads: int, parent_pid: int) -> None:
     import numba
 
+    from easyocc.processes import die_with_parent
+
+    die_with_parent(parent_pid)
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
     _WORKER["labeler"] = build_labeler(job)[0]
     _WORKER["job"], _WORKER["queue"] = job, queue
@@ -233,28 +242,37 @@ def run_scenes(job: Job, scenes: list, workers: int, progress) -> int:
     import multiprocessing as mp
     import queue as queue_module
     from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    from easyocc.fileio import sweep_temporaries
+    from easyocc.processes import stop_pool
 
     ctx = mp.get_context("spawn")  # numba's thread pools do not survive fork
     done_queue = ctx.Queue()
     threads = max(1, (os.cpu_count() or 1) // workers)
     written = 0
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker,
-                             initargs=(job, done_queue, threads)) as pool:
-        # Longest scenes first, so that no long scene starts last.
-        futures = [pool.submit(_label_scene_in_worker, s) for s in sorted(scenes, key=lambda s: -len(s.keyframes))]
-        pending = set(futures)
-        while pending:
-            try:
-                progress.update(done_queue.get(timeout=0.2))
-            except queue_module.Empty:
-                pass
-            finished, pending = wait(pending, timeout=0, return_when=FIRST_EXCEPTION)
-            for future in finished:
-                if future.exception() is not None:
-                    for other in pending:
-                        other.cancel()
-                    raise future.exception()
-                written += future.result()
+                             initargs=(job, done_queue, threads, os.getpid())) as pool:
+        try:
+            # Longest scenes first, so that no long scene starts last.
+            pending = {pool.submit(_label_scene_in_worker, s) for s in sorted(scenes, key=lambda s: -len(s.keyframes))}
+            while pending:
+                try:
+                    progress.update(done_queue.get(timeout=0.2))
+                except queue_module.Empty:
+                    pass
+                finished, pending = wait(pending, timeout=0, return_when=FIRST_EXCEPTION)
+                for future in finished:
+                    written += future.result()  # a worker's error is raised here
+        except BrokenProcessPool:
+            raise EasyOccError("a labelling worker process died (killed, or out of memory?); the keyframes written "
+                               "so far are kept, a rerun resumes") from None
+        except BaseException:
+            stop_pool(pool)  # the other workers stop now, mid-scene (their files are written atomically)
+            for folder in (job.out, getattr(job.args, "cache_dir", None)):
+                if folder is not None:
+                    sweep_temporaries(folder)  # the half-written files of the workers just stopped
+            raise
         while True:  # the last keyframes' messages
             try:
                 progress.update(done_queue.get_nowait())
@@ -267,7 +285,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     from easyocc.labels.sources import add_source_arguments
 
     parser.add_argument("--data", type=Path, required=True, help="nuScenes-format dataroot (real or SimScenes)")
-    parser.add_argument("--version", default="v1.0-trainval", help="nuScenes table version (default v1.0-trainval)")
+    parser.add_argument("--version", default="auto", help="nuScenes table version (default auto: the dataroot's only "
+                        "v1.0-* folder, v1.0-trainval among several)")
     parser.add_argument("--out", type=Path, required=True, help="output folder: <out>/<scene>/<token>/labels.npz")
     parser.add_argument("--split", default="train", help="train, val or all (default train)")
     parser.add_argument("--scenes", default=None, help="comma-separated scene names (then --split is not used)")
@@ -296,17 +315,27 @@ def select_scenes(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from easyocc.labels.pipeline import label_path
+    from easyocc.data.nuscenes_index import resolve_version
+    from easyocc.fileio import require_folder_or_absent, sweep_temporaries
+    from easyocc.occ3d import label_path
 
+    # Everything is checked before the manifest is written.
     config = config_from_args(args)
     shard = parse_shard(args.shard)
     if args.workers < 1:
         raise EasyOccError(f"--workers must be >= 1, got {args.workers}")
     if not args.data.is_dir():
         raise InputError(args.data, "dataroot not found")
+    require_folder_or_absent(args.out)
+    if args.cache_dir is not None:
+        require_folder_or_absent(args.cache_dir, "2D cache folder")
+    args.version = resolve_version(args.data, args.version)
     scenes = shard_scenes(select_scenes(args), *shard)
     job = Job(args=args, config=config, out=args.out, device=resolve_device(getattr(args, "device", "auto")))
     _, semantics, depth = build_labeler(job)  # fails early on bad sources or masks
+    for folder in (args.out, args.cache_dir):
+        if folder is not None:
+            sweep_temporaries(folder)  # what killed runs left; live writers' files are kept
     check_or_write_manifest(args.out, manifest_for(config, semantics.fingerprint(), depth.fingerprint(),
                                                    args.version, args.ego_masks))
     todo = sum(1 for s in scenes for kf in s.keyframes if not label_path(args.out, s.name, kf.token).is_file())

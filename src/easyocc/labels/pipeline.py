@@ -40,10 +40,7 @@ from easyocc.labels.visibility import (
     traverse,
 )
 from easyocc.labels.voxelize import vote
-from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid, write_labels
-
-LABELS_FILE = "labels.npz"
-
+from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid, label_path, write_labels
 
 @dataclass(frozen=True)
 class KeyframeLabels:
@@ -55,10 +52,6 @@ class KeyframeLabels:
 
     def write(self, path: str | Path) -> None:
         write_labels(path, self.semantics, self.mask_lidar, self.mask_camera)
-
-
-def label_path(out_root: str | Path, scene_name: str, token: str) -> Path:
-    return Path(out_root) / scene_name / token / LABELS_FILE
 
 
 def label_window(
@@ -240,7 +233,6 @@ __all__ = [
     "LabelConfig",
     "CameraObserver",
     "SceneLabeler",
-    "label_path",
     "label_scene",
     "label_window",
     "lidar_frame",

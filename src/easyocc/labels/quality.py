@@ -47,7 +47,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sweep = parser.add_argument_group("sweep (--sweep): label in memory over frames x min-points")
     sweep.add_argument("--sweep", action="store_true", help="sweep instead of scoring a labels folder")
     sweep.add_argument("--data", type=Path, default=None, help="nuScenes-format dataroot (SimScenes)")
-    sweep.add_argument("--version", default="v1.0-trainval", help="nuScenes table version (default v1.0-trainval)")
+    sweep.add_argument("--version", default="auto", help="nuScenes table version (default auto: the dataroot's only "
+                       "v1.0-* folder, v1.0-trainval among several)")
     sweep.add_argument("--split", default="all", help="train, val or all (default all)")
     sweep.add_argument("--scenes", default=None, help="comma-separated scene names (then --split is not used)")
     sweep.add_argument("--sweep-frames", default="0,1,3,5,9,13", help="numbers of past frames (default 0,1,3,5,9,13)")
@@ -64,23 +65,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 # --- scoring a labels folder --------------------------------------------------------------------------------------
 
-def find_labels(folder: Path) -> dict[str, Path]:
-    """Sample token -> ``<folder>/<scene>/<token>/labels.npz``."""
-    if not folder.is_dir():
-        raise InputError(folder, "labels folder not found")
-    found = {p.parent.name: p for p in sorted(folder.glob("*/*/labels.npz"))}
-    if not found:
-        raise InputError(folder, "no <scene>/<sample_token>/labels.npz files")
-    return found
-
-
 def score_folder(labels_dir: Path, gt_dir: Path):
     """Confusion matrices of pseudo-labels against GT: {"camera": ..., "none": ...}, and keyframe counts."""
     from easyocc.evaluation import ConfusionMatrix
     from easyocc.evaluation.runner import find_ground_truth
-    from easyocc.occ3d import read_labels
+    from easyocc.occ3d import find_label_files, labels_as_prediction, read_labels
 
-    labels = find_labels(labels_dir)
+    labels = find_label_files(labels_dir)
     gts = find_ground_truth(gt_dir)
     missing_gt = sorted(set(labels) - set(gts))
     if missing_gt:
@@ -89,8 +80,7 @@ def score_folder(labels_dir: Path, gt_dir: Path):
     matrices = {mask: ConfusionMatrix() for mask in GT_MASKS}
     for token, path in labels.items():
         gt = read_labels(gts[token][1], keys=("semantics", "mask_camera"))
-        pseudo = read_labels(path, keys=("semantics",)).semantics
-        pseudo = np.where(pseudo == 255, 17, pseudo).astype(np.uint8)  # an ignored voxel is no prediction: free
+        pseudo = labels_as_prediction(read_labels(path, keys=("semantics",)).semantics)
         matrices["camera"].update(gt.semantics, pseudo, gt.mask_camera)
         matrices["none"].update(gt.semantics, pseudo)
     return matrices, len(labels), len(gts) - len(labels)
@@ -166,9 +156,12 @@ def sweep_scene(task: SweepTask) -> dict:
     return {key: {mask: cm.hist for mask, cm in value.items()} for key, value in matrices.items()}
 
 
-def _init_sweep_worker(threads: int) -> None:
+def _init_sweep_worker(threads: int, parent_pid: int) -> None:
     import numba
 
+    from easyocc.processes import die_with_parent
+
+    die_with_parent(parent_pid)
     numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
 
 
@@ -199,12 +192,18 @@ def run_sweep(tasks: list[SweepTask], workers: int) -> dict:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
+            from easyocc.processes import stop_pool
+
             threads = max(1, (os.cpu_count() or 1) // workers)
             with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_sweep_worker,
-                                     initargs=(threads,)) as pool:
-                for task, result in zip(tasks, pool.map(sweep_scene, tasks)):
-                    add(task, result)
-                    bar.update(len(task.scene.keyframes))
+                                     initargs=(threads, os.getpid())) as pool:
+                try:
+                    for task, result in zip(tasks, pool.map(sweep_scene, tasks)):
+                        add(task, result)
+                        bar.update(len(task.scene.keyframes))
+                except BaseException:
+                    stop_pool(pool)
+                    raise
     return totals
 
 
@@ -287,13 +286,14 @@ def plot_sweep(path: Path, rows: list[dict], min_points: int = 2) -> None:
 def sweep_tasks(args: argparse.Namespace, frames: list[int], thresholds: list[int]) -> list[SweepTask]:
     from easyocc.evaluation.runner import find_ground_truth
     from easyocc.labels.command import select_scenes
+    from easyocc.occ3d import label_path
 
     gts = find_ground_truth(args.gt)
     scenes = select_scenes(args)
     for scene in scenes:
         for kf in scene.keyframes:
             if kf.token not in gts:
-                raise InputError(args.gt / scene.name / kf.token / "labels.npz", "ground truth not found")
+                raise InputError(label_path(args.gt, scene.name, kf.token), "ground truth not found")
     oracle = args.semantics == "oracle" or args.depth == "oracle"
     presets = [p.strip() for p in args.noise_presets.split(",") if p.strip()] if oracle else [None]
     carves = {"on": True, "off": False}
@@ -306,12 +306,19 @@ def sweep_tasks(args: argparse.Namespace, frames: list[int], thresholds: list[in
 
 
 def run(args: argparse.Namespace) -> int:
+    from easyocc.data.nuscenes_index import resolve_version
     from easyocc.evaluation.runner import build_report, format_report
-    from easyocc.fileio import save_json
+    from easyocc.labels.command import config_from_args
+    from easyocc.fileio import require_file_path, require_folder_or_absent, save_json
 
+    if args.json is not None:
+        require_file_path(args.json)
     if not args.sweep:
         if args.labels is None:
             raise EasyOccError("give --labels DIR to score, or --sweep to label and score in memory")
+        unused = [flag for flag, value in (("--data", args.data), ("--out", args.out)) if value is not None]
+        if unused:
+            raise EasyOccError(f"{' and '.join(unused)} belong to --sweep; scoring --labels does not use them")
         matrices, scored, unlabelled = score_folder(args.labels, args.gt)
         reports = {mask: build_report(cm, mask) for mask, cm in matrices.items()}
         print(f"{scored} labelled keyframes scored against {args.gt}"
@@ -323,25 +330,28 @@ def run(args: argparse.Namespace) -> int:
             save_json(args.json, {mask: r.to_dict() for mask, r in reports.items()})
         return 0
 
+    if args.labels is not None:
+        raise EasyOccError("--sweep labels in memory and does not read --labels; drop one of them")
     if args.data is None or args.out is None:
         raise EasyOccError("--sweep needs --data ROOT and --out DIR")
+    require_folder_or_absent(args.out)
+    args.version = resolve_version(args.data, args.version)
     if args.workers < 1:
         raise EasyOccError(f"--workers must be >= 1, got {args.workers}")
     frames = _int_list(args.sweep_frames, "--sweep-frames")
     thresholds = _int_list(args.sweep_min_points, "--sweep-min-points")
     if frames[0] < 0 or thresholds[0] < 1:
         raise EasyOccError("--sweep-frames must be >= 0 and --sweep-min-points >= 1")
+    config = config_from_args(args)  # checked before the sweep, not after it
     tasks = sweep_tasks(args, frames, thresholds)
     rows = sweep_rows(run_sweep(tasks, args.workers))
-    from easyocc.labels.command import config_from_args
-
     meta = {"data": str(args.data), "gt": str(args.gt), "semantics": args.semantics, "depth": args.depth,
-            "settings": config_from_args(args).manifest(),
+            "settings": config.manifest(),
             "protocols": {"mIoU_camera": "Occ3D mIoU, GT camera mask, 17 classes",
                           "mIoU_full": "Occ3D mIoU, no mask (all voxels), 17 classes",
                           "IoU_camera": "geometric IoU (occupied vs free), GT camera mask",
                           "IoU_full": "geometric IoU (occupied vs free), no mask"}}
-    write_sweep(args.out, rows, meta, config_from_args(args).min_points)
+    write_sweep(args.out, rows, meta, config.min_points)
     print((args.out / f"{SWEEP_NAME}.md").read_text())
     print(f"wrote {args.out}/{SWEEP_NAME}.{{md,csv,json,png}}")
     if args.json:

@@ -9,6 +9,8 @@ evaluated at the vector of errors |[y = c] - p_c|; it is the exact convex surrog
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,7 +42,8 @@ class LossConfig:
     region: Literal["camera", "all"] = "camera"
 
     def __post_init__(self):
-        if self.ce_weight < 0 or self.lovasz_weight < 0 or self.ce_weight + self.lovasz_weight == 0:
+        weights = (self.ce_weight, self.lovasz_weight)
+        if not all(0 <= w < math.inf for w in weights) or sum(weights) == 0:
             raise ValueError("ce_weight and lovasz_weight must be >= 0 and not both 0")
         if not self.pseudo_weight >= 0:
             raise ValueError(f"pseudo_weight must be >= 0, got {self.pseudo_weight}")

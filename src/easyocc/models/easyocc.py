@@ -8,6 +8,8 @@ keys).
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Literal
 
@@ -54,8 +56,10 @@ class ModelConfig:
     contraction: float | None = None
 
     def __post_init__(self):
-        if not self.volume_blocks:
-            raise ValueError("volume_blocks needs at least one level")
+        if not self.volume_blocks or any(b < 1 for b in self.volume_blocks):
+            raise ValueError(f"volume_blocks needs at least one level, each of >= 1 block, got {list(self.volume_blocks)}")
+        if not 0 < self.min_depth < math.inf:
+            raise ValueError(f"min_depth must be a positive number of metres, got {self.min_depth}")
         for name in ("neck_channels", "feature_channels", "volume_channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")

@@ -61,7 +61,10 @@ def load_checkpoint(path: str | PathLike, map_location: str | torch.device = "cp
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch.load raises many types for foreign or corrupt files
-        raise InputError(path, f"not a readable checkpoint ({type(exc).__name__}: {' '.join(str(exc).split())[:200]})") from None
+        # Not torch's message: it advises weights_only=False, i.e. running whatever code the file holds.
+        damaged = isinstance(exc, EOFError) or "zip archive" in str(exc) or "PytorchStreamReader" in str(exc)
+        raise InputError(path, "not an easyocc checkpoint (" + ("empty, truncated or damaged" if damaged else
+                               "not a torch file of tensors and plain values") + f": {type(exc).__name__})") from None
     if not isinstance(state, dict) or "config" not in state or "model" not in state:
         raise InputError(path, "not an easyocc checkpoint (no 'config' and 'model' entries)")
     return state

@@ -8,6 +8,7 @@ and no 3D labels are read).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -45,8 +46,15 @@ class OptimConfig:
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
             raise ValueError("epochs and batch_size must be at least 1")
-        if self.lr <= 0 or self.encoder_lr < 0:
+        if not (0 < self.lr < math.inf and 0 <= self.encoder_lr < math.inf):
             raise ValueError("learning rates must be positive (encoder_lr 0 freezes the encoder's updates)")
+        if not 0 <= self.weight_decay < math.inf or not all(0 <= b < 1 for b in self.betas):
+            raise ValueError(f"weight_decay must be >= 0 and betas in [0, 1), got {self.weight_decay} and "
+                             f"{list(self.betas)}")
+        if not 0 < self.gamma < math.inf or any(m < 1 for m in self.milestones) or self.warmup_iters < 0:
+            raise ValueError("gamma must be > 0, milestones >= 1 (epochs) and warmup_iters >= 0")
+        if self.grad_clip is not None and not 0 < self.grad_clip < math.inf:
+            raise ValueError(f"grad_clip must be a positive number or null, got {self.grad_clip}")
 
 
 @dataclass
@@ -77,6 +85,10 @@ class TrainConfig:
     def __post_init__(self):
         if self.log_every < 1 or self.checkpoint_every < 0:
             raise ValueError("log_every must be >= 1 and checkpoint_every >= 0")
+        stride = self.model.feature_stride
+        if any(side % stride for side in self.data.input_size):
+            raise ValueError(f"the network's input size {list(self.data.input_size)} (data.image_size, or data.crop's "
+                             f"height and width) must be a multiple of model.feature_stride {stride}")
         if self.loss.pseudo_weight == 0 and not (self.render is not None and self.uses_rendering_loss):
             what = "every render_loss weight is 0" if self.render is not None else "there is no render section"
             raise ValueError(f"loss.pseudo_weight is 0 and {what}: nothing would train")

@@ -28,10 +28,13 @@ class DistContext:
 
 
 def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: the local rank's GPU when CUDA is available, else the CPU; otherwise the named device."""
+    """``auto``: the local rank's GPU when CUDA is available, else the CPU; otherwise the named device (cpu, cuda,
+    cuda:N), checked: an EasyOccError for another name or a GPU that is not there."""
+    from easyocc.labels.sources.runtime import resolve_device
+
     if preference == "auto":
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(preference)
+    device = resolve_device(preference)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", local_rank)
     return device

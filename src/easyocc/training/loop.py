@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from easyocc.config import config_to_dict, save_config
-from easyocc.data.occ_dataset import OccDataset, RenderTargets, split_keyframes
+from easyocc.data.occ_dataset import InputLoader, OccDataset, RenderTargets, split_keyframes
 from easyocc.errors import EasyOccError, InputError
-from easyocc.fileio import atomic_write, save_json
+from easyocc.fileio import atomic_write, require_folder_or_absent, save_json, sweep_temporaries, undo_on_failure
 from easyocc.losses import class_counts, class_weights_from_counts
 from easyocc.losses.rendering import OCCNERF_CLASS_FREQUENCIES
 from easyocc.models.easyocc import EasyOccModel
@@ -54,6 +54,8 @@ MODEL_FILE = "model.pt"
 LOG_FILE = "train_log.jsonl"
 #: The key of the 2D semantic term's record in class_weights.json.
 SEMANTIC_2D = "semantic_2d"
+#: What a run writes into its folder; a new run that fails before its first checkpoint removes what it made of these.
+RUN_ENTRIES = (CONFIG_FILE, WEIGHTS_FILE, "checkpoints", MODEL_FILE, LOG_FILE, "tb")
 
 
 def learning_rate_factor(optim: OptimConfig, iterations_per_epoch: int) -> Callable[[int], float]:
@@ -106,7 +108,7 @@ class _MapCounts(Dataset):
 def _summed_counts(counts: Dataset, config: TrainConfig, context: DistContext, show_progress: bool, what: str,
                    unit: str) -> np.ndarray:
     """(18,) int64 class counts summed over ``counts``' items (each process counts a share) and the processes."""
-    loader = DataLoader(counts, batch_size=None, num_workers=min(config.data.num_workers, len(counts)))
+    loader = InputLoader(counts, batch_size=None, num_workers=min(config.data.num_workers, len(counts)))
     total = torch.zeros(len(CLASS_NAMES), dtype=torch.float64)
     bar = tqdm(loader, desc=what, unit=unit, disable=not (show_progress and context.is_main))
     for item in bar:
@@ -164,6 +166,7 @@ def _load_class_weights(path: Path, records: tuple[str | None, ...]) -> dict:
 
 
 def _prepare_run_dir(run_dir: Path, resume: bool) -> None:
+    require_folder_or_absent(run_dir, "run folder")
     last = run_dir / LAST_CHECKPOINT
     if resume and not last.is_file():
         raise InputError(last, "no checkpoint to resume from")
@@ -208,6 +211,8 @@ def train(
 
     ``labels_dir`` (3D labels, ``<scene>/<sample_token>/labels.npz``) is needed when the config's pseudo loss has a
     weight, and is not read otherwise.
+    A new run that fails (bad input, an interruption) before it wrote its first checkpoint leaves nothing behind:
+    what it had written (config.yaml, class_weights.json, tb/, ...) is removed, as are the folders made for it.
     """
     run_dir = Path(run_dir)
     if config.uses_pseudo_loss and labels_dir is None:
@@ -215,9 +220,13 @@ def train(
                            "(--labels); set loss.pseudo_weight=0 to train a rendering model without them")
     _prepare_run_dir(run_dir, resume)
     context = init_distributed(config.device)
+    if context.is_main:
+        sweep_temporaries(run_dir)  # half checkpoints of a killed run
+    nothing_to_undo = lambda: resume or not context.is_main or (run_dir / LAST_CHECKPOINT).exists()  # noqa: E731
     try:
         labels = Path(labels_dir) if config.uses_pseudo_loss else None
-        return _Run(config, Path(data_root), labels, run_dir, resume, show_progress, context).train()
+        with undo_on_failure(run_dir, RUN_ENTRIES, keep=nothing_to_undo):
+            return _Run(config, Path(data_root), labels, run_dir, resume, show_progress, context).train()
     finally:
         shutdown_distributed(context)
 
@@ -338,15 +347,17 @@ class _Run:
         # The loader's own generator (seeded per epoch in _run_epoch): starting an epoch draws its workers' seed
         # from it, not from torch's global generator, whose stream the training steps' random draws (the rendering
         # model's sample jitter) then own alone, so that a resumed run draws what an uninterrupted one does.
-        loader = DataLoader(self.dataset, batch_size=self.config.optim.batch_size, sampler=self.sampler,
-                            num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda",
-                            generator=torch.Generator())
+        loader = InputLoader(self.dataset, batch_size=self.config.optim.batch_size, sampler=self.sampler,
+                             num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda",
+                             generator=torch.Generator())
         iteration = self.position["iteration"]
         self.net.train()
-        for epoch in range(self.position["epoch"], self.config.optim.epochs):
-            iteration = self._run_epoch(loader, epoch, iteration)
-        if self.writer is not None:
-            self.writer.close()
+        try:
+            for epoch in range(self.position["epoch"], self.config.optim.epochs):
+                iteration = self._run_epoch(loader, epoch, iteration)
+        finally:
+            if self.writer is not None:
+                self.writer.close()
         model_path = self.run_dir / MODEL_FILE
         if self.context.is_main:
             save_checkpoint(model_path, {"config": config_to_dict(self.config), "model": self.model.state_dict(),
@@ -367,7 +378,7 @@ class _Run:
         self.scheduler.step()
         return torch.stack([losses[k].detach() for k in self.loss_keys]).double()
 
-    def _run_epoch(self, loader: DataLoader, epoch: int, iteration: int) -> int:
+    def _run_epoch(self, loader: InputLoader, epoch: int, iteration: int) -> int:
         config, position = self.config, self.position
         start = position["batch"] if epoch == position["epoch"] else 0
         # A run resumed mid-epoch: the partial sums were saved summed over the processes; rank 0 carries them.

@@ -24,7 +24,10 @@ def run(args: argparse.Namespace) -> int:
 
     from easyocc.data.synthetic.generate import SynthConfig, generate_dataset
     from easyocc.errors import EasyOccError
+    from easyocc.fileio import require_file_path
 
+    if args.preview:
+        require_file_path(args.preview)
     sweeps = {} if args.sweeps is None else {"sweeps": args.sweeps}  # SynthConfig holds the default
     config = SynthConfig(scenes=args.scenes, keyframes=args.keyframes, image_size=tuple(args.image_size),
                          seed=args.seed, **sweeps)

@@ -48,7 +48,7 @@ from easyocc.data.synthetic.tables import (
 from easyocc.data.synthetic.voxelize import camera_mask, lidar_mask, voxelize
 from easyocc.data.synthetic.world import World, WorldStyle, build_world
 from easyocc.errors import InputError
-from easyocc.fileio import atomic_write, save_json
+from easyocc.fileio import atomic_write, save_json, sweep_temporaries
 from easyocc.geometry import invert_transform, yaw_rotation
 from easyocc.occ3d import CLASS_IDS, write_labels
 
@@ -200,6 +200,7 @@ def prepare_output(out_dir: Path) -> None:
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
+        sweep_temporaries(out_dir, recursive=False)  # e.g. a killed run's half-written manifest
     out_dir.mkdir(parents=True, exist_ok=True)
 
 

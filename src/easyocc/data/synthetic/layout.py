@@ -11,14 +11,15 @@ For the LiDAR scan ``<root>/samples/LIDAR_TOP/<name>.pcd.bin``:
 
 from __future__ import annotations
 
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+
+from easyocc.fileio import map_path
 
 SIM_DIR = "sim"
 
 
 def _sim_path(dataroot: str | Path, image_relpath: str, suffix: str) -> Path:
-    rel = PurePosixPath(image_relpath)
-    return Path(dataroot) / SIM_DIR / rel.parent / (rel.stem + suffix)
+    return map_path(Path(dataroot) / SIM_DIR, image_relpath, suffix)
 
 
 def sim_depth_path(dataroot: str | Path, image_relpath: str) -> Path:
@@ -30,6 +31,5 @@ def sim_semantic_path(dataroot: str | Path, image_relpath: str) -> Path:
 
 
 def sim_lidar_semantic_path(dataroot: str | Path, scan_relpath: str) -> Path:
-    rel = PurePosixPath(scan_relpath)
-    name = rel.name[: -len(".pcd.bin")] if rel.name.endswith(".pcd.bin") else rel.stem
-    return Path(dataroot) / SIM_DIR / rel.parent / (name + "_semantic.npy")
+    scan = scan_relpath[: -len(".bin")] if scan_relpath.endswith(".pcd.bin") else scan_relpath  # x.pcd.bin -> x
+    return _sim_path(dataroot, scan, "_semantic.npy")

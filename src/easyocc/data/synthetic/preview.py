@@ -10,7 +10,7 @@ import numpy as np
 
 from easyocc.data.nuscenes_index import DatasetIndex
 from easyocc.data.synthetic import layout
-from easyocc.occ3d import CLASS_COLORS, CLASS_NAMES, FREE, NUM_SEMANTIC_CLASSES, read_labels
+from easyocc.occ3d import CLASS_COLORS, CLASS_NAMES, FREE, NUM_SEMANTIC_CLASSES, label_path, read_labels
 from easyocc.viz import bev_image, camera_mosaic, top_class
 
 
@@ -32,7 +32,7 @@ def save_keyframe_preview(dataroot: str | PathLike, out_path: str | PathLike, sc
     rgb = {n: np.asarray(Image.open(c.image_path).convert("RGB")) for n, c in kf.cameras.items()}
     sem_ids = {n: np.asarray(Image.open(layout.sim_semantic_path(dataroot, c.relpath))) for n, c in kf.cameras.items()}
     sem = {n: CLASS_COLORS[s] for n, s in sem_ids.items()}
-    labels = read_labels(Path(dataroot) / "gts" / scene.name / kf.token / "labels.npz")
+    labels = read_labels(label_path(Path(dataroot) / "gts", scene.name, kf.token))
 
     fig = plt.figure(figsize=(16, 7.2))
     grid = fig.add_gridspec(2, 3, width_ratios=[3, 1, 1], height_ratios=[1, 1])

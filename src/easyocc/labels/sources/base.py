@@ -57,15 +57,14 @@ def check_semantics(
     if semantics.shape != (camera.height, camera.width):
         raise InputError(where, f"{source} semantics have shape {semantics.shape}, "
                                 f"expected {(camera.height, camera.width)}")
-    if semantics.dtype != np.uint8:
-        if not np.issubdtype(semantics.dtype, np.integer):
-            raise InputError(where, f"{source} semantics have dtype {semantics.dtype}, expected uint8")
-        semantics = semantics.astype(np.uint8)
-    bad = (semantics > FREE) & (semantics != IGNORE)
+    if not np.issubdtype(semantics.dtype, np.integer):
+        raise InputError(where, f"{source} semantics have dtype {semantics.dtype}, expected uint8")
+    # Checked in the source's dtype: casting first would wrap 260 to 4 (car) and -1 to 255 (ignored).
+    bad = ((semantics < 0) | (semantics > FREE)) & (semantics != IGNORE)
     if bad.any():
         raise InputError(where, f"{source} semantics contain value {int(semantics[bad][0])}, "
                                 f"expected 0..{FREE} or {IGNORE}")
-    return semantics
+    return semantics.astype(np.uint8, copy=False)
 
 
 def check_depth(depth: np.ndarray, camera: CameraFrame, source: str, path: str | PathLike | None = None) -> np.ndarray:

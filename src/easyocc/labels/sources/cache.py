@@ -24,9 +24,9 @@ import numpy as np
 
 from easyocc.data.nuscenes_index import CameraFrame
 from easyocc.errors import InputError
-from easyocc.fileio import atomic_write
+from easyocc.fileio import atomic_write, map_path
 from easyocc.labels.sources.base import DepthSource, SemanticSource, check_depth, check_semantics
-from easyocc.labels.sources.maps import map_path, read_label_png, read_npy, write_label_png, write_npy
+from easyocc.labels.sources.maps import read_label_png, read_npy, write_label_png, write_npy
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +119,10 @@ class CachedDepth(DepthSource):
         )
 
     def fingerprint(self) -> str:
-        return self.source.fingerprint()
+        # The cache rounds depth to float16, which moves a few voxels: labels made with and without it differ, so
+        # their manifests must too (a resumed folder never mixes them). The cache folder is keyed by the source's
+        # own fingerprint.
+        return f"{self.source.fingerprint()}+float16-cache"
 
 
 def as_float16_precision(depth: np.ndarray) -> np.ndarray:

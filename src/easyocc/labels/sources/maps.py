@@ -7,7 +7,7 @@ malformed file; every writer is atomic (:func:`easyocc.fileio.atomic_write`).
 from __future__ import annotations
 
 import io
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -22,12 +22,6 @@ DEPTH_PNG_SCALE = 1000.0
 def one_line(exc: BaseException) -> str:
     """An exception's message on one line (the CLI prints errors in one line)."""
     return " ".join(str(exc).split()) or type(exc).__name__
-
-
-def map_path(root: str | Path, image_relpath: str, suffix: str) -> Path:
-    """``<root>/<image relpath without its extension><suffix>``, e.g. ``samples/CAM_FRONT/x.jpg`` -> ``.../x.npy``."""
-    rel = PurePosixPath(image_relpath)
-    return Path(root) / rel.parent / (rel.stem + suffix)
 
 
 def _open_image(path: Path) -> Image.Image:

@@ -14,8 +14,8 @@ import numpy as np
 
 from easyocc.data.nuscenes_index import CameraFrame
 from easyocc.errors import InputError
+from easyocc.fileio import map_path
 from easyocc.labels.sources.base import SemanticSource, check_semantics
-from easyocc.labels.sources.maps import map_path
 from easyocc.occ3d import CLASS_IDS, IGNORE
 
 #: OccNeRF's label id -> Occ3D class (REFERENCE.md 1.5: sedan, highway, bus, truck, terrain, tree, sidewalk,

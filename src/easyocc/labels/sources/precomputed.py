@@ -13,8 +13,9 @@ import numpy as np
 
 from easyocc.data.nuscenes_index import CameraFrame
 from easyocc.errors import InputError
+from easyocc.fileio import map_path
 from easyocc.labels.sources.base import DepthSource, SemanticSource, check_depth, check_semantics
-from easyocc.labels.sources.maps import map_path, read_depth_png, read_label_png, read_npy
+from easyocc.labels.sources.maps import read_depth_png, read_label_png, read_npy
 
 
 def _find(root: Path, camera: CameraFrame, suffixes: tuple[str, str], what: str) -> Path:

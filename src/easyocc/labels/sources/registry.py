@@ -174,18 +174,19 @@ def _names(table: dict[str, SourceEntry]) -> str:
 
 
 def add_source_arguments(
-    parser: argparse.ArgumentParser, default_semantics: str = "oracle", default_depth: str = "oracle"
+    parser: argparse.ArgumentParser, default_semantics: str | None = "oracle", default_depth: str | None = "oracle"
 ) -> None:
-    """Add the 2D-source options to ``parser``: source names, each source's options, --device, --cache-dir."""
+    """Add the 2D-source options to ``parser``: source names, each source's options, --device, --cache-dir.
+    A default of None makes that source optional (none unless named)."""
     from easyocc.labels.sources.noise import NOISE_PRESETS
     from easyocc.labels.sources.spec import SourceSpec
 
     spec = SourceSpec()  # the options' defaults
     group = parser.add_argument_group("2D sources")
     group.add_argument("--semantics", default=default_semantics, metavar="NAME",
-                       help=f"semantic source: {_names(SEMANTIC_SOURCES)} (default: {default_semantics})")
+                       help=f"semantic source: {_names(SEMANTIC_SOURCES)} (default: {default_semantics or 'none'})")
     group.add_argument("--depth", default=default_depth, metavar="NAME",
-                       help=f"depth source: {_names(DEPTH_SOURCES)} (default: {default_depth})")
+                       help=f"depth source: {_names(DEPTH_SOURCES)} (default: {default_depth or 'none'})")
     group.add_argument("--device", default=spec.device,
                        help="torch device of the foundation models: auto (cuda when present), cpu, cuda, cuda:1, ...")
     group.add_argument("--cache-dir", type=Path, default=None,
@@ -244,8 +245,20 @@ def cached(source, cache_dir: str | Path):
     return CachedSemantics(source, cache_dir) if isinstance(source, SemanticSource) else CachedDepth(source, cache_dir)
 
 
-def sources_from_args(args: argparse.Namespace, dataroot: str | Path) -> tuple[SemanticSource, DepthSource]:
-    """The (semantic, depth) sources the parsed arguments name, cached when --cache-dir is given."""
+def semantic_source_from_args(args: argparse.Namespace, dataroot: str | Path) -> SemanticSource | None:
+    """The semantic source ``--semantics`` names (cached with --cache-dir); None when no source is named."""
     from easyocc.labels.sources.spec import SourceSpec
 
-    return SourceSpec.from_args(args).build(dataroot)
+    return None if args.semantics is None else SourceSpec.from_args(args).semantic_source(dataroot)
+
+
+def depth_source_from_args(args: argparse.Namespace, dataroot: str | Path) -> DepthSource | None:
+    """The depth source ``--depth`` names (cached with --cache-dir); None when no source is named."""
+    from easyocc.labels.sources.spec import SourceSpec
+
+    return None if args.depth is None else SourceSpec.from_args(args).depth_source(dataroot)
+
+
+def sources_from_args(args: argparse.Namespace, dataroot: str | Path) -> tuple[SemanticSource, DepthSource]:
+    """The (semantic, depth) sources the parsed arguments name, cached when --cache-dir is given."""
+    return semantic_source_from_args(args, dataroot), depth_source_from_args(args, dataroot)

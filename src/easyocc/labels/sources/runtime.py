@@ -13,17 +13,23 @@ _EDGE_BYTES = 1 << 20  # hashed at each end of a weights file: cheap, and any re
 
 
 def resolve_device(name: str = "auto"):
-    """``torch.device`` for ``name``: 'auto' is the GPU when torch sees one, else the CPU."""
+    """``torch.device`` for ``name``: auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N; an
+    EasyOccError for anything else or a GPU that is not there."""
     import torch
 
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except (RuntimeError, ValueError):
-        raise EasyOccError(f"invalid --device '{name}' (try auto, cpu, cuda, cuda:1)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EasyOccError(f"--device {name}: torch sees no CUDA device here")
+    except (RuntimeError, ValueError, TypeError):
+        device = None
+    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
+        raise EasyOccError(f"invalid device '{name}' (auto, cpu, cuda or cuda:N)")
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise EasyOccError(f"device '{name}': torch sees no CUDA device here")
+        if (device.index or 0) >= torch.cuda.device_count():
+            raise EasyOccError(f"device '{name}': torch sees {torch.cuda.device_count()} CUDA device(s)")
     return device
 
 

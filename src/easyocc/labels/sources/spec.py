@@ -76,8 +76,8 @@ class SourceSpec:
         """The spec of parsed ``add_source_arguments`` options (paths become strings); one-line errors."""
         values = {}
         for field in dataclasses.fields(cls):
-            if hasattr(args, field.name):
-                value = getattr(args, field.name)
+            value = getattr(args, field.name, None)
+            if value is not None:  # None: not given (an optional source not named included), the field's default
                 values[field.name] = str(value) if isinstance(value, Path) else value
         try:
             return cls(**values)
