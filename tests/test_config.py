@@ -37,6 +37,9 @@ def test_round_trip(tmp_path):
         ("data:\n  image_size: [90, 160]\n  crop: [0, 0, 100, 160]\n", "does not fit inside"),
         ("[1, 2]\n", "must hold a mapping"),
         ("model: {backbone: [\n", "invalid YAML"),
+        # the option's earlier name: no alias
+        ("render:\n  semantics_geometry_detached: true\n", "unknown key 'render.semantics_geometry_detached'"),
+        ("render:\n  semantics_gradient: geometry\n", "render.semantics_gradient: 'geometry' is not one of"),
     ],
 )
 def test_bad_config_files(tmp_path, text, message):
