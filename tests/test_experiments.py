@@ -39,7 +39,7 @@ def write_experiment(path: Path, data: dict) -> Path:
     ({"world": {"scenes": 2, "keyframez": 3}}, "unknown key 'world.keyframez'"),
     ({"variants": {"a": {"labels": "past3"}}}, "variant 'a': unknown label set 'past3' (label sets: past2)"),
     ({"variants": {"a": {"labels": "past2", "config": "nope"}}},
-     "variant 'a': training config 'nope': config file not found (built-in configs: demo, labels, paper)"),
+     "variant 'a': training config 'nope': config file not found (built-in configs: demo, labels, occnerf"),
     ({"variants": {"a": {"labels": "past2", "overrides": ["loss.weight=1"]}}},
      "variant 'a': unknown key 'loss.weight' in override 'loss.weight=1'"),
     ({"variants": {"a b": {"labels": "past2"}}}, "variant name 'a b' is not a folder name"),
@@ -103,6 +103,15 @@ def test_shipped_experiments_load_and_give_every_row_the_same_budget_and_seed(ca
     window = load_experiment("label_window").config
     assert [window.label_sets[window.variants[v].labels].frames for v in window.variants] == [0, 3, 13]
     assert load_experiment("region").training["all"].loss.region == "all"
+    # The paper's table: the same encoder, lifting, volume, schedule and seed; (a) renders only, (b) adds the pseudo
+    # loss, (c) is EasyOcc; the world has the sweeps the rendering model warps into.
+    compare = load_experiment("compare")
+    a, b, c = (compare.training[n] for n in ("occnerf", "occnerf_pseudo", "easyocc"))
+    assert compare.config.world.sweeps == "neighbours" and compare.config.reference_variant == "easyocc"
+    assert a.model == b.model == c.model and a.optim == b.optim == c.optim and a.data == b.data == c.data
+    assert (a.render is not None, a.loss.pseudo_weight) == (True, 0.0)
+    assert (b.render is not None, b.loss.pseudo_weight, b.loss == c.loss) == (True, 1.0, True)
+    assert c.render is None and a.render == b.render and a.sources.oracle_noise == compare.config.sources.noise
     assert cli.main(["compare", "--list"]) == 0
     listed = capsys.readouterr().out
     assert all(line.split()[0] in names for line in listed.splitlines()) and len(listed.splitlines()) == len(names)
