@@ -136,7 +136,7 @@ def test_mappings_of_named_configs_load_and_take_overrides(tmp_path):
     path.write_text("losses:\n  a: {ce_weight: 2.0}\n  b: {region: all}\n")
     config = load_config(Named, path, ["losses.b.ce_weight=0.5"])
     assert list(config.losses) == ["a", "b"]
-    assert config.losses["a"] == LossConfig(ce_weight=2.0) and config.losses["b"] == LossConfig(0.5, region="all")
+    assert config.losses["a"] == LossConfig(ce_weight=2.0) and config.losses["b"] == LossConfig(ce_weight=0.5, region="all")
     with pytest.raises(InputError, match=r"losses\.a\.region: 'everywhere' is not one of"):
         load_config(Named, None, ["losses={a: {region: everywhere}}"])
     with pytest.raises(InputError, match="losses: expected a mapping"):
