@@ -166,7 +166,8 @@ def rendering_run(sweeps_simscenes, tmp_path_factory) -> Path:
 def test_rendering_model_trains_from_2d_sources_alone(rendering_run):
     log = [json.loads(line) for line in (rendering_run / "train_log.jsonl").read_text().splitlines()]
     assert [r["iteration"] for r in log] == [3, 6, 9, 12]
-    assert set(log[0]) == {"epoch", "iteration", "seconds", "loss", *TERMS[:-1]}  # the config's terms, no depth
+    assert set(log[0]) == {"epoch", "iteration", "seconds", "loss", *TERMS[:-1],  # the config's terms, no depth
+                           "iteration_s_median", "peak_memory_mb", "memory_kind"}  # and the cost
     assert log[-1]["loss"] < 0.9 * log[0]["loss"]  # measured 0.87
     assert log[-1]["semantic"] < 0.9 * log[0]["semantic"]
     record = json.loads((rendering_run / "class_weights.json").read_text())
