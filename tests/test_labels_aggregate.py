@@ -86,7 +86,7 @@ def test_dynamic_points_of_past_frames_are_left_out():
         # The car drives 3 m per frame while the ego drives 2 m: it sits at a new place in the world each time.
         points = np.concatenate([car + [1.0 * f, 0, 0], [[-6.0, 7.0, 0.1]]]).astype(np.float32)
         frames.append(posed_frame_from_cloud(SemanticCloud(points, np.array([4, 15], np.uint8)), global_T_ego))
-    labels = label_window(frames, LabelConfig(min_points=1))
+    labels = label_window(frames, LabelConfig(min_points=1, pass_through=False))
     assert (labels.semantics == 4).sum() == 1
     assert labels.semantics[tuple(OCC3D_GRID.indices(car + [1.0 * 2, 0, 0])[0][0])] == 4
     assert (labels.semantics == 15).sum() == 3  # the static point, seen from three places, lands in three voxels
@@ -153,7 +153,7 @@ def test_a_cone_beside_the_road_keeps_its_voxel():
     frame = posed_frame_from_cloud(SemanticCloud(points, classes), np.eye(4), divisions=0)
     cone_voxel = tuple(OCC3D_GRID.indices(np.array([[10.83, 3.83, 0.0]]))[0][0])
     above = cone_voxel[:2] + (cone_voxel[2] + 1,)
-    plain = label_window([frame], LabelConfig(min_points=1))
+    plain = label_window([frame], LabelConfig(min_points=1, pass_through=False))
     rare = label_window([frame], LabelConfig(min_points=1, rare_priority=True, rare_min_points=3))
     assert plain.semantics[cone_voxel] == 11 and plain.semantics[above] == 8
     assert rare.semantics[cone_voxel] == 8 and rare.semantics[above] == 8

@@ -125,8 +125,8 @@ def test_carving_drops_past_points_the_current_cameras_see_through():
     misplaced = SemanticCloud(wall.points - np.array([3.0, 0, 0], np.float32), wall.classes)
     past = posed_frame_from_cloud(misplaced, np.eye(4))
     x_misplaced = int((17.1 + 40) / 0.4)
-    carved = label_window([past, current], LabelConfig(min_points=1))
-    plain = label_window([past, current], LabelConfig(min_points=1, carve=False))
+    carved = label_window([past, current], LabelConfig(min_points=1, pass_through=False))
+    plain = label_window([past, current], LabelConfig(min_points=1, carve=False, pass_through=False))
     assert (plain.semantics[x_misplaced] == 15).sum() > 50
     in_view = slice(int((-16 + 40) / 0.4), int((16 + 40) / 0.4))  # at 17 m the camera sees |y| < 17 m
     assert not (carved.semantics[x_misplaced, in_view] == 15).any()
@@ -161,7 +161,7 @@ def test_a_ray_passing_through_a_smeared_point_removes_it():
     current = PosedFrame(cells, np.eye(4), rays, "now", (depth_view(depth, semantics, K, ref_T_cam),))
     smear_voxel = tuple(OCC3D_GRID.indices(smear.points[:1])[0][0])
     wall_voxels = (slice(int((20.1 + 40) / 0.4), None), slice(95, 105), slice(3, 8))
-    plain = label_window([current], LabelConfig(min_points=1))
+    plain = label_window([current], LabelConfig(min_points=1, pass_through=False))
     filtered = label_window([current], LabelConfig(min_points=1, pass_through=True, pass_through_ratio=0.9))
     assert plain.semantics[smear_voxel] == 15 and filtered.semantics[smear_voxel] == FREE
     assert filtered.mask_lidar[smear_voxel] == 1  # now observed free: passed through, no point left
@@ -190,7 +190,7 @@ def test_pass_through_counts_the_window_and_spares_moving_objects():
     car_voxel = tuple(OCC3D_GRID.indices(car.points[:1])[0][0])
     pole_voxel = tuple(OCC3D_GRID.indices(pole.points[:1])[0][0])
     assert passes_current.sum() == 0 and passes_all[car_voxel] >= 60 and passes_all[pole_voxel] >= 25
-    cfg = LabelConfig(min_points=1, pass_through=True, carve=False)
+    cfg = LabelConfig(min_points=1, pass_through=True, pass_through_ratio=0.9, carve=False)
     labels = label_window([past, past_pole, current], cfg)
     assert labels.semantics[car_voxel] == 4 and labels.semantics[pole_voxel] == FREE
-    assert label_window([past, past_pole, current], LabelConfig(min_points=1, carve=False)).semantics[pole_voxel] == 15
+    assert label_window([past, past_pole, current], LabelConfig(min_points=1, carve=False, pass_through=False)).semantics[pole_voxel] == 15
