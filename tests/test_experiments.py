@@ -160,6 +160,19 @@ def test_rendering_variants_need_sweeps_and_the_experiments_oracle_noise():
     assert "set world.sweeps to neighbours" in rendering_mismatch(config, rendering("realistic"))
 
 
+def test_a_label_set_marker_from_before_the_label_ideas_means_them_off():
+    from easyocc.experiments.runner import normalized_marker
+    from easyocc.labels.config import LabelConfig
+
+    old = {k: v for k, v in LabelConfig(frames=13, min_points=2).manifest().items()
+           if k not in ("future_frames", "pass_through", "pass_through_ratio", "rare_priority", "rare_classes",
+                        "rare_min_points")}
+    found = normalized_marker({"format": "f", "settings": {"noise": "realistic", **old}})["settings"]
+    pinned = LabelConfig(frames=13, min_points=2, future_frames=0, pass_through=False).manifest()
+    assert found == json.loads(json.dumps({"noise": "realistic", **pinned}))  # not today's defaults
+    assert found["future_frames"] == 0 and LabelConfig().future_frames > 0
+
+
 def test_summary_table_rows_hold_scores_and_cost():
     from easyocc.experiments.report import summary_table
 

@@ -121,9 +121,10 @@ def variant_settings(experiment: Experiment, name: str) -> dict:
 
 
 def _labels_today(settings: dict) -> dict:
+    """Label settings from a marker; a key added to LabelConfig since it was written takes its old behaviour."""
     fields = dict(settings)
     noise = fields.pop("noise")
-    return {"noise": noise, **config_from_dict(LabelConfig, fields).manifest()}
+    return {"noise": noise, **config_from_dict(LabelConfig, {**LabelConfig.before_ideas(), **fields}).manifest()}
 
 
 def normalized_marker(found: dict) -> dict:

@@ -101,6 +101,12 @@ class SweepTask:
     min_points: list[int]
 
 
+def past_only(config, **changes):
+    """The sweep's settings: past frames only, every 2026 label idea off (it counts past frames one by one; the
+    ideas are measured by ``benchmarks/bench_label_ideas.py``)."""
+    return dataclasses.replace(config, future_frames=0, pass_through=False, rare_priority=False, **changes)
+
+
 def sweep_sources(args: argparse.Namespace, preset: str | None):
     from easyocc.labels.sources import sources_from_args
 
@@ -123,7 +129,7 @@ def sweep_scene(task: SweepTask) -> dict:
     from easyocc.labels.voxelize import vote
     from easyocc.occ3d import FREE, NUM_SEMANTIC_CLASSES, OCC3D_GRID, read_labels
 
-    config = dataclasses.replace(config_from_args(task.args), carve=task.carve)
+    config = past_only(config_from_args(task.args), carve=task.carve)
     semantics, depth = sweep_sources(task.args, task.preset)
     masks = load_ego_masks(task.args.ego_masks, CAMERA_NAMES) if task.args.ego_masks else None
     observer = CameraObserver(semantics, depth, config, masks)
@@ -342,7 +348,12 @@ def run(args: argparse.Namespace) -> int:
     thresholds = _int_list(args.sweep_min_points, "--sweep-min-points")
     if frames[0] < 0 or thresholds[0] < 1:
         raise EasyOccError("--sweep-frames must be >= 0 and --sweep-min-points >= 1")
-    config = config_from_args(args)  # checked before the sweep, not after it
+    ideas = [flag for flag, value in (("--future-frames", args.future_frames), ("--pass-through", args.pass_through),
+                                      ("--rare-priority", args.rare_priority)) if value]
+    if ideas:
+        raise EasyOccError(f"--sweep counts past frames only and does not use {', '.join(ideas)} (the 2026 label "
+                           "ideas are measured by benchmarks/bench_label_ideas.py)")
+    config = past_only(config_from_args(args))  # checked before the sweep, not after it
     tasks = sweep_tasks(args, frames, thresholds)
     rows = sweep_rows(run_sweep(tasks, args.workers))
     meta = {"data": str(args.data), "gt": str(args.gt), "semantics": args.semantics, "depth": args.depth,
