@@ -86,17 +86,17 @@ def predict_split(
 
     from easyocc.data.nuscenes_index import resolve_version
     from easyocc.data.occ_dataset import InputLoader, OccDataset, split_keyframes
+    from easyocc.devices import resolve_device
     from easyocc.errors import EasyOccError
     from easyocc.fileio import staging_folder
     from easyocc.occ3d import prediction_path, write_prediction
     from easyocc.training.checkpoint import load_trained_model
-    from easyocc.training.distributed import pick_device
 
     if batch_size < 1 or workers < 0:
         raise EasyOccError(f"--batch-size must be >= 1 and --workers >= 0 (got {batch_size} and {workers})")
     out_dir = Path(out_dir)
     earlier = check_output(out_dir)
-    torch_device = pick_device(device)
+    torch_device = resolve_device(device, local_rank=0)
     model, config = load_trained_model(checkpoint, torch_device)
     version = resolve_version(data_root, version or config.data.version)
     keyframes = split_keyframes(data_root, version, split)

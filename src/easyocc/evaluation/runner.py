@@ -377,22 +377,19 @@ def _ray_origins(pairing: Pairing, data_root: str, version: str) -> dict[str, np
 
 
 def _resolve_ray_device(ray_device: str) -> str:
-    """"numba", or a torch device string; "auto" = cuda when torch sees a GPU."""
+    """"numba" (the CPU kernels), or a checked torch device string (``easyocc.devices``); "auto" = cuda when torch
+    sees a GPU, else numba."""
+    from easyocc.devices import resolve_device
+
     if ray_device == "numba":
         return ray_device
-    import torch
-
-    if ray_device == "auto":
-        return "cuda" if torch.cuda.is_available() else "numba"
     try:
-        device = torch.device(ray_device)
-    except RuntimeError:
-        raise EasyOccError(f"unknown ray device '{ray_device}' (numba, cpu, cuda, cuda:N or auto)") from None
-    if device.type not in ("cpu", "cuda"):
-        raise EasyOccError(f"ray device '{ray_device}' is not supported (numba, cpu, cuda, cuda:N or auto)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EasyOccError(f"ray device '{ray_device}' requested but torch sees no CUDA device")
-    return ray_device
+        device = resolve_device(ray_device)
+    except EasyOccError as exc:
+        raise EasyOccError(f"ray device: {exc}; or numba (the CPU kernels)") from None
+    if ray_device == "auto" and device.type == "cpu":
+        return "numba"
+    return str(device)
 
 
 def evaluate_dirs(

@@ -191,8 +191,8 @@ class Job:
 
 
 def resolve_device(name: str | None) -> str:
-    """The 3D stage's device: "cpu" or a checked torch CUDA device (see ``sources.runtime.resolve_device``)."""
-    from easyocc.labels.sources.runtime import resolve_device as torch_device
+    """The 3D stage's device: "cpu" or a checked torch CUDA device (see ``easyocc.devices``)."""
+    from easyocc.devices import resolve_device as torch_device
 
     return str(torch_device(name or "auto"))
 
