@@ -6,7 +6,7 @@ import pytest
 from easyocc import cli
 from easyocc.data.synthetic.layout import sim_depth_path
 from easyocc.labels import toyworld
-from easyocc.labels.command import shard_scenes
+from easyocc.labels.dataset import shard_scenes
 from easyocc.occ3d import read_labels
 from labels_dataroot import VERSION, toy_scenes, write_toy_dataroot
 

@@ -3,7 +3,7 @@ import argparse
 import pytest
 
 from easyocc.errors import EasyOccError, InputError
-from easyocc.labels.command import add_config_arguments, config_from_args, parse_shard
+from easyocc.labels.options import add_config_arguments, config_from_args, parse_shard
 from easyocc.labels.config import LabelConfig
 from easyocc.occ3d import CLASS_IDS, DYNAMIC_CLASSES
 

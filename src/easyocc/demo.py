@@ -114,17 +114,17 @@ def synthesize(paths: DemoPaths, settings: DemoSettings) -> str:
 
 
 def make_labels(paths: DemoPaths, settings: DemoSettings, workers: int) -> None:
-    """``easyocc labels`` on every scene (val too, to score the labels themselves); resumable."""
-    from easyocc.labels import command as labels_command
+    """The pseudo-labels of every scene (val too, to score the labels themselves), from the oracle spoiled by the
+    noise preset; resumable."""
+    from easyocc.labels import DatasetLabeler, LabelConfig
+    from easyocc.labels.sources.noise import NOISE_PRESETS
+    from easyocc.labels.sources.oracle import OracleDepth, OracleSemantics
 
-    parser = argparse.ArgumentParser(prog="easyocc labels")
-    labels_command.add_arguments(parser)
-    args = parser.parse_args([
-        "--data", str(paths.data), "--version", VERSION, "--out", str(paths.labels), "--split", "all",
-        "--semantics", "oracle", "--depth", "oracle", "--oracle-noise", settings.noise,
-        "--frames", str(settings.frames), "--min-points", str(settings.min_points), "--workers", str(workers),
-    ])
-    labels_command.run(args)
+    noise = NOISE_PRESETS[settings.noise]
+    labeler = DatasetLabeler(paths.data, OracleSemantics(paths.data, noise.semantics, noise.seed),
+                             OracleDepth(paths.data, noise.depth, noise.seed),
+                             LabelConfig(frames=settings.frames, min_points=settings.min_points), version=VERSION)
+    labeler.write(paths.labels, labeler.scenes("all"), workers)
 
 
 def train_config(settings: DemoSettings, run_config: Path | None = None):
