@@ -10,15 +10,17 @@ Also measured, where it applies: the lifting against a reference implementation 
 ``grid_sample`` call (the obvious way, materialising (B, N, C, P)), same inputs, same outputs; and the loading of
 one real nuScenes keyframe (six 1600x900 JPEGs) at the config's input size, when ../shared/realdata is there.
 
-The rendering-supervised model (``RenderingOccModel``, OccNeRF-style) on the same config: the same encoder and
-3D CNN on OccNeRF's contracted lifting grid (contraction 0.66667), rendering of the six cameras at RENDER_SIZES,
-every self-supervised term at OccNeRF's weights (photometric against two source frames per camera, smoothness,
-2D semantics, entropy, distortion), AdamW; its time and memory as ratios to EasyOcc's iteration above. And the
-photometric loss's SSIM (monodepth2's box filters, written out) against kornia's Gaussian SSIM on the config's
-photometric shapes: time of forward + backward, and the difference of the error maps.
+The rendering-supervised model (``RenderingOccModel``, OccNeRF-style) of the matching rendering config
+(RENDERING_CONFIGS: demo -> occnerf-demo, paper -> occnerf): its model (the same encoder and 3D CNN; the paper's on
+OccNeRF's contracted 300 x 300 x 24 grid), its ``render`` section and its ``render_loss`` terms (photometric against
+two source frames per camera, smoothness, 2D semantics, entropy, distortion), one training step as the loop runs it
+(``training.objective.train_step``); with ``--pseudo`` also the same plus the pseudo loss (occnerf-pseudo*); their
+time and memory as ratios to EasyOcc's iteration above. And the photometric loss's SSIM (monodepth2's box filters,
+written out) against kornia's Gaussian SSIM on the config's photometric shapes: time of forward + backward, and the
+difference of the error maps.
 
     python benchmarks/bench_train.py [--configs demo paper] [--device auto] [--iterations 5] [--paper-iterations 2]
-                                     [--no-rendering]
+                                     [--no-rendering] [--pseudo]
 
 Prints JSON (medians).
 """
@@ -100,9 +102,14 @@ def current_memory_mb(device) -> float:
     return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-#: Render size (H, W) per camera for each config, until the configs carry a render section: the paper's is
-#: OccNeRF's 180 x 320; the demo renders at half its 144 x 256 input.
-RENDER_SIZES = {"demo": (72, 128), "paper": (180, 320)}
+#: The rendering model's config measured beside each EasyOcc config (its "+ pseudo loss" twin: ``-pseudo`` added
+#: after "occnerf").
+RENDERING_CONFIGS = {"demo": "occnerf-demo", "paper": "occnerf"}
+
+
+def pseudo_twin(name: str) -> str:
+    """occnerf -> occnerf-pseudo, occnerf-demo -> occnerf-pseudo-demo."""
+    return name.replace("occnerf", "occnerf-pseudo", 1)
 
 
 def timed_steps(step, iterations: int) -> tuple[float, list[float]]:
@@ -155,22 +162,22 @@ def measure_config(name: str, device_name: str, iterations: int) -> dict:
     """Run in a child process: time ``iterations`` training steps of configs/<name>.yaml after one warm-up."""
     import numpy as np
 
-    from easyocc.losses import PseudoLoss
     from easyocc.models.easyocc import build_model
-    from easyocc.training.loop import make_optimizer, train_step
+    from easyocc.training.loop import make_optimizer
+    from easyocc.training.objective import build_objective, train_step
 
     setup = TrainingSetup(name, device_name)
     config, device, use_amp, dtype, sync = setup.config, setup.device, setup.use_amp, setup.dtype, setup.sync
     model = build_model(config.model, load_weights=False).to(device).train()
     optimizer = make_optimizer(model, config.optim)
-    weights = np.ones(18, dtype=np.float32) if config.loss.class_weighting != "none" else None
-    criterion = PseudoLoss(config.loss, weights).to(device)
+    objective = build_objective(config, np.ones(18, dtype=np.float32), None).to(device)
+    criterion = objective.pseudo
     batch = synthetic_batch(config, device)
 
     def step() -> float:
         sync()
         start = time.perf_counter()
-        losses = train_step(model, criterion, batch, setup.autocast())
+        losses = train_step(model, objective, batch, setup.autocast())
         setup.optimise(losses["loss"], optimizer)
         return time.perf_counter() - start
 
@@ -219,9 +226,10 @@ def component_times(model, criterion, batch, config, device, use_amp, dtype, syn
     return {k: round(v, 4) for k, v in timings.items()}
 
 
-def rendering_batch(config, render_size, device) -> dict:
-    """The synthetic keyframe of ``synthetic_batch`` plus what the self-supervised losses read: render intrinsics,
-    two random source images per camera 0.8 m behind and ahead along its axis, random 2D semantics."""
+def rendering_batch(config, device) -> dict:
+    """The synthetic keyframe of ``synthetic_batch`` plus what the rendering losses read (the dataset's keys):
+    render intrinsics for ``config.render.size``, two random source images per camera 0.8 m behind and ahead along
+    its axis, random 2D semantics at the render size."""
     import numpy as np
     import torch
 
@@ -230,71 +238,81 @@ def rendering_batch(config, render_size, device) -> dict:
     batch = synthetic_batch(config, device)
     generator = torch.Generator().manual_seed(1)
     height, width = config.data.input_size
+    render_h, render_w = config.render.size
     K = batch["intrinsics"][0].cpu().numpy()
-    render_K = scale_intrinsics(K, render_size[1] / width, render_size[0] / height)
+    render_K = np.stack([scale_intrinsics(k, render_w / width, render_h / height) for k in K])
     source_T_cam = torch.eye(4).repeat(1, 6, 2, 1, 1)
     source_T_cam[..., 2, 3] = torch.tensor([0.8, -0.8])
     return {
         **batch,
-        "render_intrinsics": torch.from_numpy(np.asarray(render_K)).float()[None].to(device),
+        "render_intrinsics": torch.from_numpy(render_K).float()[None].to(device),
         "source_images": torch.randint(0, 256, (1, 6, 2, 3, height, width), generator=generator,
                                        dtype=torch.uint8).to(device),
         "source_T_cam": source_T_cam.to(device),
-        "semantics_2d": torch.randint(0, 18, (1, 6, height, width), generator=generator, dtype=torch.uint8).to(device),
+        "source_intrinsics": batch["intrinsics"][:, :, None].expand(-1, -1, 2, -1, -1).contiguous(),
+        "source_valid": torch.ones(1, 6, 2, dtype=torch.bool, device=device),
+        "semantics_2d": torch.randint(0, 18, (1, 6, render_h, render_w), generator=generator,
+                                      dtype=torch.uint8).to(device),
     }
 
 
 def measure_rendering(name: str, device_name: str, iterations: int) -> dict:
-    """Run in a child process: training steps of the rendering model on configs/<name>.yaml's model and data."""
-    import dataclasses
+    """Run in a child process: training steps of the rendering model of configs/<name>.yaml (a rendering config),
+    as the training loop runs them (``train_step`` with the config's objective), with the parts of the forward
+    pass timed on the last step."""
+    import numpy as np
 
+    from easyocc.losses.rendering import OCCNERF_CLASS_FREQUENCIES
     from easyocc.losses import class_weights_from_counts
-    from easyocc.losses.rendering import OCCNERF_CLASS_FREQUENCIES, RenderingLoss, RenderLossConfig
-    from easyocc.models.rendering import RaySchedule, RenderConfig, build_rendering_model
+    from easyocc.models.rendering import RaySchedule, build_occupancy_model
     from easyocc.training.loop import make_optimizer
+    from easyocc.training.objective import build_objective, train_step
 
     setup = TrainingSetup(name, device_name)
     config, device, sync = setup.config, setup.device, setup.sync
-    model_config = dataclasses.replace(config.model, contraction=0.66667)
-    render = RenderConfig(size=RENDER_SIZES[name])
-    model = build_rendering_model(model_config, render, load_weights=False).to(device).train()
+    render = config.render
+    model = build_occupancy_model(config.model, render, load_weights=False).to(device).train()
     optimizer = make_optimizer(model, config.optim)
-    criterion = RenderingLoss(RenderLossConfig(), class_weights_from_counts(OCCNERF_CLASS_FREQUENCIES)).to(device)
-    batch = rendering_batch(config, render.size, device)
+    objective = build_objective(config, np.ones(18, dtype=np.float32),
+                                class_weights_from_counts(OCCNERF_CLASS_FREQUENCIES)).to(device)
+    batch = rendering_batch(config, device)
     timings: dict[str, float] = {}
 
     def step() -> float:
         sync()
         start = time.perf_counter()
-        with setup.autocast():
-            volume = model.volume(batch["images"], batch["intrinsics"], batch["ego_T_cam"])
-            sync()
-            timings["volume_forward"] = time.perf_counter() - start
-            rendered = model.render(volume, batch["render_intrinsics"], batch["ego_T_cam"])
-            sync()
-            timings["render_forward"] = time.perf_counter() - start - timings["volume_forward"]
-        losses = criterion(rendered, batch["images"], batch["intrinsics"], batch["source_images"],
-                           batch["source_T_cam"], semantics=batch["semantics_2d"])
+        losses = train_step(model, objective, batch, setup.autocast())
         sync()
-        timings["losses_forward"] = time.perf_counter() - start - timings["volume_forward"] - timings["render_forward"]
+        timings["forward_and_losses"] = time.perf_counter() - start
         setup.optimise(losses["loss"], optimizer)
         return time.perf_counter() - start
 
     warmup, times = timed_steps(step, iterations)
+    with setup.autocast():  # the parts of the forward pass, once more
+        sync()
+        start = time.perf_counter()
+        volume = model.volume(batch["images"], batch["intrinsics"], batch["ego_T_cam"])
+        sync()
+        timings["volume_forward"] = time.perf_counter() - start
+        model.render(volume.detach(), batch["render_intrinsics"], batch["ego_T_cam"])
+        sync()
+        timings["render_forward"] = time.perf_counter() - start - timings["volume_forward"]
     schedule = RaySchedule.for_grid(model.lifter.grid, render, float(batch["ego_T_cam"][..., :3, 3].norm(dim=-1).max()))
     return {
+        "config": name,
         "iteration_s_median": statistics.median(times),
         "iteration_s": [round(t, 4) for t in times],
         "warmup_s": round(warmup, 3),
         "peak_memory_mb": round(peak_memory_mb(device), 1),
         "memory_kind": "cuda max_memory_allocated" if device.type == "cuda" else "process max RSS",
+        "losses": list(objective.keys),
         "lift_grid": list(model.lifter.grid.shape),
         "rays": 6 * render.size[0] * render.size[1],
         "render_size": list(render.size),
         "samples_per_ray": schedule.count,
         "semantic_samples_per_ray": -(-schedule.count // render.semantic_every),
         "chunk_rays": render.chunk_rays,
-        "last_iteration_parts_s": {k: round(v, 4) for k, v in timings.items()},
+        "parts_s": {k: round(v, 4) for k, v in timings.items()},
     }
 
 
@@ -452,6 +470,7 @@ def main() -> None:
     parser.add_argument("--iterations", type=int, default=5, help="timed iterations (demo config, and on a GPU)")
     parser.add_argument("--paper-iterations", type=int, default=2, help="timed iterations of the paper config on the CPU")
     parser.add_argument("--no-rendering", action="store_true", help="skip the rendering model and the SSIM check")
+    parser.add_argument("--pseudo", action="store_true", help="also the rendering model with the pseudo loss")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -488,14 +507,16 @@ def main() -> None:
         entry["lifting_forward_backward"] = lifting
         entry["data_loading"] = measure_loading(name)
         if not args.no_rendering:
-            rendering = run_child("render", name, args.device, iterations)
             easyocc = entry["train_iteration"]
-            if "iteration_s_median" in rendering and "iteration_s_median" in easyocc:
-                rendering["time_ratio_over_easyocc"] = round(
-                    rendering["iteration_s_median"] / easyocc["iteration_s_median"], 2)
-                rendering["memory_ratio_over_easyocc"] = round(
-                    rendering["peak_memory_mb"] / easyocc["peak_memory_mb"], 2)
-            entry["rendering_model_train_iteration"] = rendering
+            variants = [RENDERING_CONFIGS[name]] + ([pseudo_twin(RENDERING_CONFIGS[name])] if args.pseudo else [])
+            for variant in variants:
+                rendering = run_child("render", variant, args.device, iterations)
+                if "iteration_s_median" in rendering and "iteration_s_median" in easyocc:
+                    rendering["time_ratio_over_easyocc"] = round(
+                        rendering["iteration_s_median"] / easyocc["iteration_s_median"], 2)
+                    rendering["memory_ratio_over_easyocc"] = round(
+                        rendering["peak_memory_mb"] / easyocc["peak_memory_mb"], 2)
+                entry[f"{variant}_train_iteration"] = rendering
             entry["photometric_ssim"] = run_child("ssim", name, args.device, iterations)
         report["configs"][name] = entry
     print(json.dumps(report, indent=2))

@@ -42,6 +42,21 @@ TINY_OVERRIDES = [
 ]
 
 
+def crash_on_call(monkeypatch, owner: type, call: int) -> None:
+    """Make ``owner.forward`` raise KeyboardInterrupt on its ``call``-th call from now on (a crash in the middle of
+    a training run); ``monkeypatch.undo()`` restores it."""
+    calls = {"n": 0}
+    original = owner.forward
+
+    def crashing(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == call:
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, "forward", crashing)
+
+
 def replicate_keyframe(source_root: Path, out_root: Path, copies: int) -> list[str]:
     """Copy a one-keyframe dataroot into ``out_root`` with ``copies`` keyframes in its scene: the same images and
     calibration, new tokens and timestamps 0.5 s apart, linked prev/next. Also writes splits.json (all scenes in

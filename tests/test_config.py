@@ -37,6 +37,9 @@ def test_round_trip(tmp_path):
         ("data:\n  image_size: [90, 160]\n  crop: [0, 0, 100, 160]\n", "does not fit inside"),
         ("[1, 2]\n", "must hold a mapping"),
         ("model: {backbone: [\n", "invalid YAML"),
+        # the option's earlier name: no alias
+        ("render:\n  semantics_geometry_detached: true\n", "unknown key 'render.semantics_geometry_detached'"),
+        ("render:\n  semantics_gradient: geometry\n", "render.semantics_gradient: 'geometry' is not one of"),
     ],
 )
 def test_bad_config_files(tmp_path, text, message):
@@ -73,6 +76,37 @@ def test_committed_configs_load_and_fit_the_model(name):
         assert (config.optim.encoder_lr, config.optim.lr) == (1e-4, 1e-3)
 
 
+def test_rendering_configs_are_occnerfs_settings_and_the_demos_model():
+    from dataclasses import replace
+
+    from easyocc.config import resolve_config_path
+    from easyocc.models.rendering import RenderingOccModel
+
+    load = lambda name: load_config(TrainConfig, resolve_config_path(name))  # noqa: E731
+    occnerf, demo, paper = load("occnerf"), load("occnerf-demo"), load("paper")
+    # OccNeRF's configs/nusc-sem.txt and options.py: ResNet-101 at 336 x 672, the contracted 300 x 300 x 24 volume,
+    # 180 x 320 renders, its loss weights and optimisation; no 3D labels.
+    assert occnerf.model.backbone == "resnet101" and occnerf.data.image_size == (336, 672)
+    assert occnerf.model.lift_grid.shape == (300, 300, 24) and occnerf.model.lift_grid.is_occ3d_aligned
+    assert occnerf.render.size == (180, 320) and occnerf.render.step == 0.5 and occnerf.render.weighting == "prob"
+    weights = occnerf.render_loss.term_weights()
+    assert weights == {"photometric": 1.0, "smoothness": 0.001, "semantic": 0.05, "entropy": 0.01,
+                       "distortion": 0.01, "depth": 0.0}
+    assert occnerf.render_loss.class_weighting == "occnerf" and occnerf.sources.semantics == "occnerf"
+    assert (occnerf.optim.encoder_lr, occnerf.optim.lr, occnerf.optim.epochs) == (1e-4, 1e-3, 12)
+    assert occnerf.optim.milestones == (10,) and occnerf.loss.pseudo_weight == 0
+    # The CPU config: the demo's encoder, lifting grid, 3D CNN, inputs and schedule (like for like with EasyOcc).
+    easyocc_demo = load("demo")
+    assert demo.model == easyocc_demo.model and demo.data == easyocc_demo.data and demo.optim == easyocc_demo.optim
+    assert demo.render is not None and demo.sources.oracle_noise == "realistic" and demo.loss.pseudo_weight == 0
+    assert isinstance(RenderingOccModel(demo.model, demo.render), RenderingOccModel)
+    # The "+ pseudo" twins differ in the pseudo loss's weight alone; their pseudo loss is EasyOcc's.
+    for name, base, easyocc in (("occnerf-pseudo", occnerf, paper), ("occnerf-pseudo-demo", demo, easyocc_demo)):
+        twin = load(name)
+        assert twin.loss.pseudo_weight == 1.0 and replace(twin, loss=base.loss) == base
+        assert twin.loss == easyocc.loss
+
+
 def test_config_names_resolve_to_the_packaged_configs(tmp_path):
     from easyocc.config import BUILTIN_CONFIG_DIR, resolve_config_path
 
@@ -82,7 +116,7 @@ def test_config_names_resolve_to_the_packaged_configs(tmp_path):
     mine.write_text("seed: 3\n")
     assert resolve_config_path(mine) == mine
     with pytest.raises(InputError, match=r"nope\.yaml: config file not found \(built-in configs: demo, labels, "
-                                         r"paper\)"):
+                                         r"occnerf, occnerf-demo, occnerf-pseudo, occnerf-pseudo-demo, paper\)"):
         resolve_config_path("nope.yaml")
     with pytest.raises(InputError, match="config file not found"):
         resolve_config_path(tmp_path / "demo.yaml")

@@ -1,5 +1,5 @@
-"""Distributed training on the CPU (gloo): gradients are averaged over the processes, and `easyocc train` runs
-under torchrun with two processes."""
+"""Distributed training on the CPU (gloo): gradients are averaged over the processes (EasyOcc, and the rendering
+model with its 2D losses and the pseudo loss), and `easyocc train` runs under torchrun with two processes."""
 
 from __future__ import annotations
 
@@ -17,11 +17,13 @@ from torch.nn.parallel import DistributedDataParallel
 
 from easyocc.config import config_from_dict
 from easyocc.losses import LossConfig, PseudoLoss
+from easyocc.losses.rendering import RenderingLoss, RenderLossConfig
 from easyocc.models.easyocc import ModelConfig, build_model
+from easyocc.models.rendering import RenderConfig, RenderingOccModel
 from easyocc.occ3d import GRID_SHAPE, NUM_CLASSES
 from easyocc.training.checkpoint import load_checkpoint
 from easyocc.training.distributed import init_distributed, shutdown_distributed
-from easyocc.training.loop import train_step
+from easyocc.training.objective import Objective, train_step
 from model_fixtures import TINY_OVERRIDES, replicate_keyframe, torch_single_thread, write_pseudo_labels  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
@@ -39,26 +41,51 @@ def _free_port() -> int:
 
 
 def _batch(rank: int) -> dict:
-    """A different random keyframe per rank: two cameras looking forward and backward."""
+    """A different random keyframe per rank: two cameras looking forward and backward; with what the rendering
+    losses read (4 x 8 render intrinsics, two source images per camera 1 m behind and ahead, one of them missing,
+    2D semantics)."""
     generator = torch.Generator().manual_seed(100 + rank)
     ego_T_cam = torch.zeros(1, 2, 4, 4)
     ego_T_cam[0, 0, :3, :3] = torch.tensor([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]])
     ego_T_cam[0, 1, :3, :3] = torch.tensor([[0.0, 0, -1], [1, 0, 0], [0, -1, 0]])
     ego_T_cam[0, :, 2, 3], ego_T_cam[0, :, 3, 3] = 1.5, 1.0
     K = torch.tensor([[40.0, 0, 31.5], [0, 40, 15.5], [0, 0, 1]]).expand(1, 2, 3, 3).contiguous()
+    render_K = K.clone()
+    render_K[..., :2, :] /= 8
+    source_T_cam = torch.eye(4).repeat(1, 2, 2, 1, 1)
+    source_T_cam[..., 2, 3] = torch.tensor([1.0, -1.0])
     return {
         "images": torch.randint(0, 256, (1, 2, 3, 32, 64), generator=generator, dtype=torch.uint8),
         "intrinsics": K,
         "ego_T_cam": ego_T_cam,
         "semantics": torch.randint(0, NUM_CLASSES, (1, *GRID_SHAPE), generator=generator).to(torch.uint8),
         "mask_camera": torch.rand(1, *GRID_SHAPE, generator=generator) > 0.9,
+        "render_intrinsics": render_K,
+        "source_images": torch.randint(0, 256, (1, 2, 2, 3, 32, 64), generator=generator, dtype=torch.uint8),
+        "source_intrinsics": K[:, :, None].expand(1, 2, 2, 3, 3),
+        "source_T_cam": source_T_cam,
+        "source_valid": torch.tensor([[[True, True], [False, True]]]),
+        "semantics_2d": torch.randint(0, NUM_CLASSES, (1, 2, 4, 8), generator=generator).to(torch.uint8),
     }
 
 
-def _gradients(model: torch.nn.Module, rank: int) -> dict[str, torch.Tensor]:
+#: EasyOcc, and the rendering model on a contracted grid with its 2D losses and the pseudo loss.
+KINDS = ("easyocc", "rendering")
+
+
+def _model(kind: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    if kind == "easyocc":
+        return build_model(config_from_dict(ModelConfig, TINY_MODEL))
+    config = config_from_dict(ModelConfig, {**TINY_MODEL, "contraction": 0.66667})
+    return RenderingOccModel(config, RenderConfig(size=(4, 8), init_occupancy=0.01, jitter=0.0))  # no random draws
+
+
+def _gradients(model: torch.nn.Module, rank: int, kind: str) -> dict[str, torch.Tensor]:
     model.zero_grad()
-    criterion = PseudoLoss(config_from_dict(LossConfig, LOSS))
-    train_step(model, criterion, _batch(rank), torch.autocast("cpu", enabled=False))["loss"].backward()
+    pseudo = PseudoLoss(config_from_dict(LossConfig, LOSS))
+    objective = Objective(pseudo) if kind == "easyocc" else Objective(pseudo, 0.5, RenderingLoss(RenderLossConfig()))
+    train_step(model, objective, _batch(rank), torch.autocast("cpu", enabled=False))["loss"].backward()
     module = model.module if isinstance(model, DistributedDataParallel) else model
     return {name: p.grad.clone() for name, p in module.named_parameters()}
 
@@ -68,9 +95,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     context = init_distributed("cpu")
-    torch.manual_seed(0)
-    model = DistributedDataParallel(build_model(config_from_dict(ModelConfig, TINY_MODEL)))
-    grads = _gradients(model, context.rank)
+    grads = {kind: _gradients(DistributedDataParallel(_model(kind)), context.rank, kind) for kind in KINDS}
     torch.save(grads, f"{out}.{rank}")
     shutdown_distributed(context)
 
@@ -78,17 +103,17 @@ def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
 def test_ddp_gradients_are_the_average_over_processes(tmp_path):
     out = str(tmp_path / "grads")
     mp.start_processes(_ddp_worker, args=(2, _free_port(), out), nprocs=2, start_method="spawn")
-    torch.manual_seed(0)
-    single = build_model(config_from_dict(ModelConfig, TINY_MODEL))
-    per_rank = [_gradients(single, rank) for rank in (0, 1)]
-    for rank in (0, 1):
-        ddp = torch.load(f"{out}.{rank}")
-        assert ddp.keys() == per_rank[0].keys()
-        for name, grad in ddp.items():
-            expected = (per_rank[0][name] + per_rank[1][name]) / 2
-            torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6, msg=name)
-    # Not vacuous: the two ranks' own gradients differ.
-    assert not torch.allclose(per_rank[0]["voxel_cnn.head.weight"], per_rank[1]["voxel_cnn.head.weight"])
+    for kind in KINDS:
+        single = _model(kind)
+        per_rank = [_gradients(single, rank, kind) for rank in (0, 1)]
+        for rank in (0, 1):
+            ddp = torch.load(f"{out}.{rank}")[kind]
+            assert ddp.keys() == per_rank[0].keys()
+            for name, grad in ddp.items():
+                expected = (per_rank[0][name] + per_rank[1][name]) / 2
+                torch.testing.assert_close(grad, expected, rtol=1e-4, atol=1e-6, msg=f"{kind}: {name}")
+        # Not vacuous: the two ranks' own gradients differ.
+        assert not torch.allclose(per_rank[0]["voxel_cnn.head.weight"], per_rank[1]["voxel_cnn.head.weight"])
 
 
 def test_torchrun_two_processes_train(real_nuscenes_root, tmp_path):

@@ -105,6 +105,31 @@ def test_automask_keeps_pixels_a_static_source_explains():
     assert not none.any() and unmasked.item() > 0.02
 
 
+def test_a_missing_source_takes_no_part_in_the_minimum():
+    target, sources, depth, K, K_sources, poses = plane_scene()
+    alone, alone_masked = photometric_loss(target, sources[:, 1:], depth * 1.2, K, K_sources[:, 1:], poses[:, 1:])
+    # Source 0 replaced by what a missing neighbour is in a batch (zeros, identity pose), or by the target itself,
+    # which would win every pixel's minimum (through the auto-mask) if it took part.
+    for stand_in in (torch.zeros_like(sources[:, 0]), target):
+        with_missing = torch.stack([stand_in, sources[:, 1]], dim=1)
+        identity = poses.clone()
+        identity[:, 0] = torch.eye(4)
+        valid = torch.tensor([[False, True]])
+        loss, masked = photometric_loss(target, with_missing, depth * 1.2, K, K_sources, identity, source_valid=valid)
+        assert loss.item() == pytest.approx(alone.item(), rel=1e-6) and alone.item() > 0.05
+        assert torch.equal(masked, alone_masked)
+    # A camera with no source at all gives no pixel: the mean is over the others; none at all gives 0 (and a gradient).
+    two = lambda x: torch.cat([x, x])  # noqa: E731
+    scaled = (depth * 1.2).requires_grad_()
+    loss, _ = photometric_loss(two(target), two(sources), torch.cat([scaled, scaled]), two(K), two(K_sources),
+                               two(poses), source_valid=torch.tensor([[False, True], [False, False]]))
+    assert loss.item() == pytest.approx(alone.item(), rel=1e-6)
+    nothing, _ = photometric_loss(target, sources, scaled, K, K_sources, poses, source_valid=torch.zeros(1, 2).bool())
+    assert nothing.item() == 0.0
+    nothing.backward()
+    assert scaled.grad is not None and torch.isfinite(scaled.grad).all()
+
+
 def test_reprojection_error_of_flat_images():
     pred, target = torch.full((1, 3, 8, 8), 0.2), torch.full((1, 3, 8, 8), 0.5)
     c1 = 0.01**2
@@ -156,6 +181,10 @@ def test_semantic_loss_resizes_by_pixel_centres_and_ignores_255():
     assert semantic_loss(logits, labels, weights).item() == pytest.approx(expected.item(), rel=1e-6)
     probabilities = logits.softmax(dim=1)
     assert semantic_loss(probabilities, labels, weights, "probabilities").item() == pytest.approx(expected.item(), rel=1e-5)
+    # The renderer's permuted layout (B, N, 18, H, W from (B, N, H, W, 18)) trains in both modes.
+    permuted = logits.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).requires_grad_()
+    semantic_loss(permuted.softmax(dim=1), labels, weights, "probabilities").backward()
+    assert permuted.grad.abs().sum().item() > 0
     # OccNeRF's weights: 1 / sqrt(frequency), others and other_flat (frequency 0) never supervised.
     assert weights[0] == 0 and weights[12] == 0
     assert (weights[8] / weights[15]).item() == pytest.approx(math.sqrt(51204832885 / 117046208), rel=1e-5)

@@ -9,11 +9,12 @@ import re
 import shlex
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
 from easyocc import cli
-from easyocc.config import config_to_dict, load_config
+from easyocc.config import BUILTIN_CONFIG_DIR, config_to_dict, load_config
 from easyocc.training.config import TrainConfig
 from model_fixtures import TINY_OVERRIDES, torch_single_thread  # noqa: F401
 
@@ -90,3 +91,49 @@ def test_readme_pipeline_examples_run_as_written(tiny_simscenes, tmp_path, capsy
     scores = json.loads((tmp_path / "val-eval.json").read_text())
     assert scores["num_samples"] == 4 and scores["not_predicted"] == 4 and scores["missing_predictions"] == 0
     assert 0.0 <= scores["IoU"] <= 100.0
+
+
+#: The rendering model's block ("Training and prediction"), after its ``easyocc synth`` line (whose world the
+#: ``sweeps_simscenes`` fixture stands in for: the same generator, smaller).
+RENDERING_EXAMPLES = [
+    "easyocc train --config occnerf-demo --data data/world --out runs/occnerf-demo",
+    "easyocc predict --checkpoint runs/occnerf-demo/model.pt --data data/world --out preds/occnerf-demo",
+    "easyocc eval --pred preds/occnerf-demo --gt data/world/gts --rayiou --data data/world --version v1.0-mini",
+    "easyocc labels --data data/world --out labels/world --oracle-noise realistic",
+    "easyocc train --config occnerf-pseudo-demo --data data/world --labels labels/world --out runs/occnerf-pseudo-demo",
+]
+RENDERING_SYNTH = ("easyocc synth --out data/world --scenes 6 --keyframes 13 --image-size 320 180 --seed 0 "
+                   "--sweeps neighbours")
+
+
+def tiny_version(name: str, path: Path) -> Path:
+    """The shipped config ``name`` with the tiny network, render size and one epoch, written to ``path``."""
+    overrides = [*TINY_OVERRIDES, "render.size=[18,32]", "render.chunk_rays=4096", "optim.epochs=1",
+                 "optim.warmup_iters=0"]
+    config = load_config(TrainConfig, BUILTIN_CONFIG_DIR / f"{name}.yaml", overrides)
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    return path
+
+
+def test_readme_rendering_examples_run_as_written(sweeps_simscenes, tmp_path, capsys):
+    documented = readme_commands()
+    missing = [c for c in [RENDERING_SYNTH, *RENDERING_EXAMPLES] if c not in documented]
+    assert not missing, f"README no longer shows: {missing}"
+    paths = {
+        "occnerf-demo": tiny_version("occnerf-demo", tmp_path / "occnerf-demo.yaml"),
+        "occnerf-pseudo-demo": tiny_version("occnerf-pseudo-demo", tmp_path / "occnerf-pseudo-demo.yaml"),
+        "data/world": sweeps_simscenes, "runs/occnerf-demo": tmp_path / "runs" / "occnerf-demo",
+        "runs/occnerf-pseudo-demo": tmp_path / "runs" / "occnerf-pseudo-demo",
+        "preds/occnerf-demo": tmp_path / "preds", "labels/world": tmp_path / "labels",
+    }
+    for command in RENDERING_EXAMPLES:
+        code = cli.main(substitute(command, paths))
+        captured = capsys.readouterr()
+        assert code == 0, f"{command}\n{captured.err[-2000:]}"
+        if command.startswith("easyocc eval"):
+            assert "RayIoU" in captured.out
+    for run, terms in (("occnerf-demo", set()), ("occnerf-pseudo-demo", {"ce", "lovasz"})):
+        log = json.loads((tmp_path / "runs" / run / "train_log.jsonl").read_text().splitlines()[-1])
+        assert {"photometric", "semantic", *terms} <= set(log) and np.isfinite(log["loss"])
+    manifest = json.loads((tmp_path / "preds" / "predictions.json").read_text())
+    assert manifest["split"] == "val" and len(manifest["samples"]) == 3

@@ -241,6 +241,55 @@ def test_chunks_and_checkpointing_give_the_same_values_and_gradients():
     assert grad_first.abs().sum().item() > 0
 
 
+def _semantic_gradients(mode: str, semantics: str, channel_weights: torch.Tensor):
+    """The rendered semantics of a random volume under ``semantics_gradient=mode``, and the gradient w.r.t. the
+    volume (18, X, Y, Z) of the loss sum_c channel_weights[c] * semantics[c]."""
+    torch.manual_seed(5)
+    grid = VolumeGrid(1.6, (5, 5, 1))
+    K, T = forward_camera(size=(6, 8), focal=6.0)
+    volume = torch.randn(1, NUM_CLASSES, *grid.shape) * 2
+    volume[:, FREE] += 5.0  # cells ~1 % occupied: rays cross several semantic groups before they stop
+    volume.requires_grad_()
+    config = RenderConfig(size=(6, 8), semantics=semantics, semantics_gradient=mode, checkpoint=False)
+    rendered = render_volume(volume, grid, K, T, config)["semantics"]
+    loss = (rendered * channel_weights[:, None, None]).sum()
+    gradient, = torch.autograd.grad(loss, volume)
+    return rendered.detach(), gradient[0]
+
+
+@pytest.mark.parametrize("semantics", ["logits", "probabilities"])
+def test_semantics_gradient_decides_what_the_semantic_maps_train(semantics):
+    weights = torch.linspace(-1.0, 1.0, NUM_CLASSES)
+    results = {mode: _semantic_gradients(mode, semantics, weights) for mode in ("all", "logits", "classes")}
+    # The rendered values do not depend on the mode.
+    for mode in ("logits", "classes"):
+        torch.testing.assert_close(results[mode][0], results["all"][0], rtol=0, atol=0)
+    for mode, (_, gradient) in results.items():
+        assert gradient[:FREE].abs().sum().item() > 1e-3, mode  # the classes always train
+    free = {mode: gradient[FREE].abs().sum().item() for mode, (_, gradient) in results.items()}
+    assert free["all"] > 1e-3 and free["logits"] > 1e-3
+    assert free["classes"] == 0.0  # neither the ray weights nor the free channel: the occupancy is left alone
+    if semantics == "logits":  # channels do not mix: the class channels' gradient is the same in every mode
+        for mode in ("logits", "classes"):
+            torch.testing.assert_close(results[mode][1][:FREE], results["all"][1][:FREE])
+
+
+def test_semantics_gradient_logits_leaves_the_ray_weights_alone():
+    # A loss on the rendered class channels only: with raw logits, the free channel reaches it through the ray
+    # weights alone, which ``logits`` (and ``classes``) detach.
+    weights = torch.linspace(0.5, 1.5, NUM_CLASSES)
+    weights[FREE] = 0.0
+    free = {mode: _semantic_gradients(mode, "logits", weights)[1][FREE].abs().sum().item()
+            for mode in ("all", "logits", "classes")}
+    assert free["all"] > 1e-3 and free["logits"] == 0.0 and free["classes"] == 0.0
+    # A loss on the rendered free channel only: ``logits`` trains the samples' free logits, ``classes`` does not.
+    only_free = torch.zeros(NUM_CLASSES)
+    only_free[FREE] = 1.0
+    free = {mode: _semantic_gradients(mode, "logits", only_free)[1][FREE].abs().sum().item()
+            for mode in ("all", "logits", "classes")}
+    assert free["all"] > 1e-3 and free["logits"] > 1e-3 and free["classes"] == 0.0
+
+
 def test_training_jitters_the_samples_by_a_fraction_of_a_step():
     grid = VolumeGrid()
     K, T = forward_camera(size=(5, 7))

@@ -81,3 +81,25 @@ def test_require_path_names_the_flag_or_the_path(tmp_path):
         require_path(tmp_path / "nowhere", "--depth-dir", "precomputed depth maps", "npy")
     assert str(err.value) == f"{tmp_path / 'nowhere'}: precomputed depth maps not found (--depth-dir)"
     assert require_path(str(tmp_path), "--depth-dir", "x", "npy") == tmp_path
+
+
+def test_source_spec_is_plain_data_that_builds_what_the_options_build(tmp_path):
+    import pickle
+
+    from easyocc.config import ConfigError, config_from_dict
+    from easyocc.labels.sources.spec import SourceSpec
+
+    argv = ("--oracle-noise", "realistic", "--oracle-confusion", "0.2", "--cache-dir", str(tmp_path / "cache"))
+    from_yaml = config_from_dict(SourceSpec, {"oracle_noise": "realistic", "oracle_confusion": 0.2,
+                                              "cache_dir": str(tmp_path / "cache")})
+    assert SourceSpec.from_args(parse(*argv)) == from_yaml
+    assert pickle.loads(pickle.dumps(from_yaml)) == from_yaml  # what a dataset worker receives
+    built, expected = from_yaml.build(tmp_path), sources_from_args(parse(*argv), tmp_path)
+    for ours, theirs in zip(built, expected):
+        assert type(ours) is type(theirs) and ours.fingerprint() == theirs.fingerprint()
+        assert ours.folder.root == theirs.folder.root  # the same cache folder as `easyocc labels`
+    assert built[0].source.noise.confusion_rate == 0.2
+    with pytest.raises(ConfigError, match="unknown semantic source 'sam2'"):
+        config_from_dict(SourceSpec, {"semantics": "sam2"})
+    with pytest.raises(ConfigError, match="unknown oracle noise preset 'loud'"):
+        config_from_dict(SourceSpec, {"oracle_noise": "loud"})

@@ -23,7 +23,13 @@ from easyocc.training.checkpoint import load_checkpoint, load_trained_model
 from easyocc.training.config import OptimConfig, TrainConfig
 from easyocc.training.distributed import EpochSampler
 from easyocc.training.loop import learning_rate_factor, train
-from model_fixtures import TINY_OVERRIDES, replicate_keyframe, torch_single_thread, write_pseudo_labels  # noqa: F401
+from model_fixtures import (  # noqa: F401  (torch_single_thread: a fixture)
+    TINY_OVERRIDES,
+    crash_on_call,
+    replicate_keyframe,
+    torch_single_thread,
+    write_pseudo_labels,
+)
 
 pytestmark = pytest.mark.usefixtures("torch_single_thread")
 
@@ -131,19 +137,10 @@ def test_resume_ends_with_the_weights_of_an_uninterrupted_run(dataroot, tmp_path
 
     # Interrupted: a crash in the middle of epoch 2 (iteration 5); the last checkpoint is from iteration 4.
     interrupted = tmp_path / "interrupted"
-    calls = {"n": 0}
-    original = PseudoLoss.forward
-
-    def crash_at_fifth_step(self, *args, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return original(self, *args, **kwargs)
-
-    monkeypatch.setattr(PseudoLoss, "forward", crash_at_fifth_step)
+    crash_on_call(monkeypatch, PseudoLoss, 5)
     with pytest.raises(KeyboardInterrupt):
         train(tiny_config("optim.epochs=2", "checkpoint_every=2"), root, labels, interrupted, show_progress=False)
-    monkeypatch.setattr(PseudoLoss, "forward", original)
+    monkeypatch.undo()
     position = load_checkpoint(interrupted / "checkpoints" / "last.pt")["position"]
     assert (position["epoch"], position["batch"], position["iteration"]) == (1, 1, 4)
     assert not (interrupted / "model.pt").exists()

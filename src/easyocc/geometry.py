@@ -153,6 +153,21 @@ def crop_intrinsics(K: np.ndarray, left: float, top: float) -> np.ndarray:
     return K
 
 
+def resample_nearest(image: np.ndarray, K_image: np.ndarray, K_out: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A map of a camera (labels, depth) read on the pixel grid of other intrinsics of the same camera (a resize and
+    crop of it): each output pixel takes the input pixel nearest to its centre (clipped to the image).
+
+    image: (H, W) or (H, W, C); K_image: (3, 3) for it; K_out: (3, 3) for the output; size: (h, w).
+    The intrinsics must differ by scale and shift only (no skew). Returns (h, w) or (h, w, C), the image's dtype.
+    """
+    K_image, K_out = np.asarray(K_image, dtype=np.float64), np.asarray(K_out, dtype=np.float64)
+    height, width = image.shape[:2]
+    scale = K_image[[0, 1], [0, 1]] / K_out[[0, 1], [0, 1]]
+    columns = np.floor((np.arange(size[1]) - K_out[0, 2]) * scale[0] + K_image[0, 2] + 0.5).astype(np.int64)
+    rows = np.floor((np.arange(size[0]) - K_out[1, 2]) * scale[1] + K_image[1, 2] + 0.5).astype(np.int64)
+    return image[np.clip(rows, 0, height - 1)[:, None], np.clip(columns, 0, width - 1)[None, :]]
+
+
 def reproject_depth(depth: np.ndarray, K_src: np.ndarray, K_dst: np.ndarray, dst_T_src: np.ndarray) -> np.ndarray:
     """Where every pixel of a source camera lands in a destination camera, given the source's z-depth.
 

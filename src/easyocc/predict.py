@@ -1,5 +1,6 @@
-"""``easyocc predict``: run a trained EasyOcc model over a split and write Occ3D predictions,
-``<out>/<sample_token>.npz`` with key ``pred`` (uint8 200 x 200 x 16), which ``easyocc eval`` scores.
+"""``easyocc predict``: run a trained model (EasyOcc or the rendering model: its checkpoint's config says which) over
+a split and write Occ3D predictions, ``<out>/<sample_token>.npz`` with key ``pred`` (uint8 200 x 200 x 16, the argmax
+of its volume read at the Occ3D voxel centres), which ``easyocc eval`` scores.
 
 The predictions are written as a set: into a temporary folder inside ``out`` first, moved into place only when
 every keyframe succeeded, so a failure leaves ``out`` as it was. ``out/predictions.json`` records the run (checkpoint,
@@ -100,7 +101,7 @@ def predict_split(
         with torch.inference_mode(), torch.autocast(torch_device.type, dtype=amp_dtype, enabled=use_amp):
             for batch in tqdm(loader, desc="predict", unit="keyframe", unit_scale=batch_size,
                               disable=not show_progress):
-                logits = model(*(batch[k].to(torch_device, non_blocking=True)
+                logits = model.logits(*(batch[k].to(torch_device, non_blocking=True)
                                  for k in ("images", "intrinsics", "ego_T_cam")))
                 labels = logits.argmax(dim=1).to(torch.uint8).cpu().numpy()
                 for index, pred in zip(batch["index"].tolist(), labels):

@@ -26,6 +26,10 @@ from easyocc.occ3d import FREE, IGNORE, NUM_CLASSES
 class LossConfig:
     """How the pseudo loss is made (every choice the paper ablates is here)."""
 
+    #: The pseudo loss's weight in the training objective: 1 for EasyOcc; beside a rendering model's losses it adds
+    #: the 3D pseudo-labels as one more term (issue: the paper's "OccNeRF + pseudo-labels"); 0 leaves it out, and then
+    #: no 3D labels are read.
+    pseudo_weight: float = 1.0
     ce_weight: float = 1.0
     lovasz_weight: float = 1.0
     #: Cross-entropy class weights from the training labels' class frequencies (OccNeRF: 1 / sqrt(frequency)).
@@ -41,6 +45,8 @@ class LossConfig:
         weights = (self.ce_weight, self.lovasz_weight)
         if not all(0 <= w < math.inf for w in weights) or sum(weights) == 0:
             raise ValueError("ce_weight and lovasz_weight must be >= 0 and not both 0")
+        if not self.pseudo_weight >= 0:
+            raise ValueError(f"pseudo_weight must be >= 0, got {self.pseudo_weight}")
 
 
 def lovasz_jaccard_gradient(gt_sorted: torch.Tensor) -> torch.Tensor:

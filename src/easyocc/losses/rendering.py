@@ -54,6 +54,10 @@ class RenderLossConfig:
     ``configs/nusc-sem.txt`` (photometric 1, disparity_smoothness 0.001, semantic_loss_weight 0.05,
     weight_entropy_last 0.01, weight_distortion 0.01); no depth term (OccNeRF has none)."""
 
+    #: The semantic term's class weights, 1 / sqrt(frequency) (OccNeRF's), of the frequencies counted on the
+    #: training 2D maps at the render size (``maps``, stored in the run's class_weights.json), of OccNeRF's fixed
+    #: Occ3D voxel counts (``occnerf``: ``OCCNERF_CLASS_FREQUENCIES``, nuScenes' statistics), or 1 for all (``none``).
+    class_weighting: Literal["maps", "occnerf", "none"] = "maps"
     photometric_weight: float = 1.0
     #: SSIM share of the photometric error (monodepth2 / OccNeRF: 0.85; the rest is L1).
     ssim_weight: float = 0.85
@@ -72,8 +76,8 @@ class RenderLossConfig:
     def __post_init__(self):
         weights = [self.photometric_weight, self.smoothness_weight, self.semantic_weight, self.entropy_weight,
                    self.distortion_weight, self.depth_weight]
-        if min(weights) < 0 or sum(weights) == 0:
-            raise ValueError("loss weights must be >= 0 and not all 0")
+        if min(weights) < 0:
+            raise ValueError("loss weights must be >= 0")
         if not 0 <= self.ssim_weight <= 1 or not 0 <= self.silog_lambda <= 1:
             raise ValueError("ssim_weight and silog_lambda must be in [0, 1]")
 
@@ -145,13 +149,17 @@ def photometric_loss(
     source_T_cam: torch.Tensor,
     ssim_weight: float = 0.85,
     automask: bool = True,
+    source_valid: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The per-pixel minimum reprojection error of a target image over its source frames (monodepth2 / OccNeRF).
 
     target: (M, 3, H, W) in [0, 1]; sources: (M, S, 3, H, W); depth: (M, 1, h, w) target z-depth (upsampled
     bilinearly to H x W when smaller); intrinsics: (M, 3, 3) and source_intrinsics (M, S, 3, 3) for H x W;
-    source_T_cam: (M, S, 4, 4). Returns the loss (mean of the minimum over all pixels) and a (M, H, W) bool map of
-    the pixels an un-warped source won (auto-masked; all False without ``automask``).
+    source_T_cam: (M, S, 4, 4); source_valid: (M, S) bool or None (all valid): a source that does not exist (no
+    neighbouring image at a scene's end) takes no part in the minimum, neither warped nor un-warped, and a target
+    with no valid source at all gives no pixel to the mean. Returns the loss (mean of the minimum over the pixels
+    of targets with a source; 0 with a gradient path when there are none) and a (M, H, W) bool map of the pixels
+    an un-warped source won (auto-masked; all False without ``automask``).
     """
     count, frames = sources.shape[:2]
     height, width = target.shape[-2:]
@@ -161,12 +169,24 @@ def photometric_loss(
     warped = warp_source(sources.flatten(0, 1), repeat(depth), repeat(intrinsics), source_intrinsics.flatten(0, 1),
                          source_T_cam.flatten(0, 1))
     errors = reprojection_error(warped, repeat(target), ssim_weight).unflatten(0, (count, frames))
+    missing = None if source_valid is None else ~source_valid.to(torch.bool)[:, :, None, None]
+    if missing is not None:
+        errors = errors.masked_fill(missing, float("inf"))
     if automask:
         identity = reprojection_error(sources.flatten(0, 1), repeat(target), ssim_weight).unflatten(0, (count, frames))
-        errors = torch.cat([identity + IDENTITY_TIE_BREAK, errors], dim=1)
+        identity = identity + IDENTITY_TIE_BREAK
+        if missing is not None:
+            identity = identity.masked_fill(missing, float("inf"))
+        errors = torch.cat([identity, errors], dim=1)
     best, choice = errors.min(dim=1)
     masked = choice < frames if automask else torch.zeros_like(choice, dtype=torch.bool)
-    return best.mean(), masked
+    if missing is None:
+        return best.mean(), masked
+    has_source = source_valid.to(torch.bool).any(dim=1)  # (M,)
+    masked = masked & has_source[:, None, None]
+    if not bool(has_source.any()):
+        return warped.sum() * 0.0, masked
+    return best[has_source].mean(), masked
 
 
 def smoothness_loss(depth: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
@@ -202,7 +222,8 @@ def semantic_loss(
     weight = None if class_weights is None else class_weights.to(rendered)
     if rendered_kind == "logits":
         return F.cross_entropy(rendered, targets, weight=weight, ignore_index=IGNORE)
-    return F.nll_loss(rendered.clamp_min(1e-6).log(), targets, weight=weight, ignore_index=IGNORE)
+    # contiguous: nll_loss's CPU backward refuses the permuted layout the renderer returns
+    return F.nll_loss(rendered.clamp_min(1e-6).log().contiguous(), targets, weight=weight, ignore_index=IGNORE)
 
 
 def depth_loss(rendered: torch.Tensor, target: torch.Tensor, kind: str = "silog", silog_lambda: float = 0.85) -> torch.Tensor:
@@ -241,7 +262,8 @@ class RenderingLoss(nn.Module):
     forward(rendered: the maps of ``render_volume`` (``depth`` (B, N, h, w), ``semantics`` (B, N, 18, h, w),
     ``opacity``, ``distortion``), images (B, N, 3, H, W) the keyframe images (uint8, or float in [0, 1]),
     intrinsics (B, N, 3, 3) for H x W, source_images (B, N, S, 3, H, W), source_T_cam (B, N, S, 4, 4) keyframe
-    camera -> source camera, source_intrinsics (B, N, S, 3, 3) (default: ``intrinsics``), semantics (B, N, H', W')
+    camera -> source camera, source_intrinsics (B, N, S, 3, 3) (default: ``intrinsics``), source_valid (B, N, S)
+    bool (default: all; a missing source image takes no part in the photometric minimum), semantics (B, N, H', W')
     Occ3D ids / 17 sky / 255, depth (B, N, H'', W'') z-depth, 0 = none) -> {"loss": the weighted sum, and each
     enabled term unweighted and detached: "photometric", "smoothness", "semantic", "entropy", "distortion", "depth"}.
     Only the inputs of enabled terms are needed; a missing one is a ValueError naming it.
@@ -251,6 +273,8 @@ class RenderingLoss(nn.Module):
                  rendered_semantics: Literal["logits", "probabilities"] = "logits"):
         super().__init__()
         self.config = config
+        if not self.terms:
+            raise ValueError("every rendering loss weight is 0")
         self.rendered_semantics = rendered_semantics
         weights = None if class_weights is None else torch.as_tensor(np.asarray(class_weights), dtype=torch.float32)
         if weights is not None and weights.shape != (NUM_CLASSES,):
@@ -272,6 +296,7 @@ class RenderingLoss(nn.Module):
         source_intrinsics: torch.Tensor | None = None,
         semantics: torch.Tensor | None = None,
         depth: torch.Tensor | None = None,
+        source_valid: torch.Tensor | None = None,
     ) -> dict[str, torch.Tensor]:
         c = self.config
         terms = self.terms
@@ -294,7 +319,8 @@ class RenderingLoss(nn.Module):
                     else source_intrinsics.float()
                 values["photometric"], _ = photometric_loss(
                     target, sources.flatten(0, 1), flat_depth, K.flatten(0, 1), K_sources.flatten(0, 1),
-                    need("source_T_cam", source_T_cam).float().flatten(0, 1), c.ssim_weight, c.automask)
+                    need("source_T_cam", source_T_cam).float().flatten(0, 1), c.ssim_weight, c.automask,
+                    None if source_valid is None else source_valid.flatten(0, 1))
             if "smoothness" in terms:
                 values["smoothness"] = smoothness_loss(flat_depth, target)
         if "semantic" in terms:

@@ -138,8 +138,12 @@ class EasyOccModel(nn.Module):
         lifted = self.lifter(features, intrinsics, ego_T_cam, tuple(images.shape[-2:]))
         return self.voxel_cnn(lifted).float()
 
-    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, ego_T_cam: torch.Tensor) -> torch.Tensor:
+    def logits(self, images: torch.Tensor, intrinsics: torch.Tensor, ego_T_cam: torch.Tensor) -> torch.Tensor:
+        """The volume at the Occ3D voxel centres, (B, 18, 200, 200, 16): what prediction writes (every subclass)."""
         return occ3d_logits(self.volume(images, intrinsics, ego_T_cam), self.lifter.grid)
+
+    def forward(self, images: torch.Tensor, intrinsics: torch.Tensor, ego_T_cam: torch.Tensor) -> torch.Tensor:
+        return self.logits(images, intrinsics, ego_T_cam)
 
 
 def build_model(config: ModelConfig, load_weights: bool = True) -> EasyOccModel:

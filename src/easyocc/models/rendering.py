@@ -43,7 +43,7 @@ import torch.nn.functional as F
 from kornia.geometry.depth import unproject_meshgrid
 from torch.utils.checkpoint import checkpoint
 
-from easyocc.models.easyocc import EasyOccModel, ModelConfig
+from easyocc.models.easyocc import EasyOccModel, ModelConfig, build_model
 from easyocc.models.volume import VolumeGrid, occ3d_logits, sample_volume_unit
 from easyocc.occ3d import FREE, NUM_CLASSES
 
@@ -66,6 +66,10 @@ class RenderConfig:
     semantic_every: int = 4
     #: logits: OccNeRF's weighted sum of raw logits; probabilities: weighted class probabilities, background = free.
     semantics: Literal["logits", "probabilities"] = "logits"
+    #: What a loss on the rendered semantics trains: ``all`` (OccNeRF's): the ray weights (where rays stop) and
+    #: every channel; ``logits``: the 18 channels at the samples, not the weights; ``classes``: the 17 class channels
+    #: only, neither the weights nor the free channel (the occupancy), which the other terms alone then shape.
+    semantics_gradient: Literal["all", "logits", "classes"] = "all"
     #: Per-ray random shift of the samples while training, in steps (OccNeRF: +-0.1).
     jitter: float = 0.1
     #: Rays rendered at once; with ``checkpoint``, the samples of one chunk are what the peak memory holds.
@@ -73,6 +77,11 @@ class RenderConfig:
     #: Recompute each chunk in the backward pass rather than keep its samples (~1.3x the time, a fraction of the
     #: memory).
     checkpoint: bool = True
+    #: The occupancy p of every cell at initialisation: the 3D CNN head's free-channel bias is set to
+    #: log((1 - p) / p). ``prob`` weights have no transmittance, so with the default initialisation (p ~ 0.5, null:
+    #: OccNeRF's) every ray ends within its first samples and only those get a gradient; p well below
+    #: 1 / (samples per ray) lets rays reach the scene from the first iteration.
+    init_occupancy: float | None = None
 
     def __post_init__(self):
         if len(self.size) != 2 or min(self.size) < 1:
@@ -81,6 +90,8 @@ class RenderConfig:
             raise ValueError(f"need 0 < near < far, got near {self.near}, far {self.far}")
         if self.step <= 0 or self.semantic_every < 1 or self.chunk_rays < 1 or not 0 <= self.jitter <= 0.5:
             raise ValueError("step must be > 0, semantic_every and chunk_rays >= 1, jitter in [0, 0.5]")
+        if self.init_occupancy is not None and not 0 < self.init_occupancy < 1:
+            raise ValueError(f"init_occupancy must be in (0, 1) or null, got {self.init_occupancy}")
 
 
 @dataclass(frozen=True)
@@ -219,14 +230,19 @@ def _render_chunk(free, volume, origins, directions, cosines, shift, grid, sched
     groups = math.ceil(count / every)
     pad = groups * every - count
     group_weights = F.pad(weights, (0, pad)).view(rays, groups, every).sum(dim=-1)
+    semantic_background = background
+    if config.semantics_gradient != "all":  # the semantic maps do not move where rays stop
+        group_weights, semantic_background = group_weights.detach(), background.detach()
     group_distances = F.pad(distances, (0, pad), mode="replicate").view(rays, groups, every).mean(dim=-1)
     group_points = torch.addcmul(origins[:, None], group_distances[..., None], directions[:, None])
     logits = sample_volume_unit(volume, grid.world_to_unit(group_points).reshape(1, -1, 3))[0]
     logits = logits.view(NUM_CLASSES, rays, groups)
+    if config.semantics_gradient == "classes":  # the free channel is the samples' occupancy: geometry too
+        logits = torch.cat([logits[:FREE], logits[FREE:].detach()])
     values = logits if config.semantics == "logits" else logits.softmax(dim=0)
     semantics = torch.einsum("crg,rg->rc", values, group_weights)  # a batched product, no (R, G, 18) temporary
     if config.semantics == "probabilities":
-        semantics = semantics + background[:, None] * F.one_hot(torch.tensor(FREE), NUM_CLASSES).to(semantics)
+        semantics = semantics + semantic_background[:, None] * F.one_hot(torch.tensor(FREE), NUM_CLASSES).to(semantics)
     columns = [distance, distance * cosines, 1.0 - background, spread]
     return torch.cat([torch.stack(columns, dim=-1), semantics], dim=-1)
 
@@ -299,6 +315,10 @@ class RenderingOccModel(EasyOccModel):
     def __init__(self, config: ModelConfig, render: RenderConfig | None = None):
         super().__init__(config)
         self.render_config = render if render is not None else RenderConfig()
+        p = self.render_config.init_occupancy
+        if p is not None:
+            with torch.no_grad():
+                self.voxel_cnn.head.bias[FREE] = math.log((1 - p) / p)
 
     def render(self, volume: torch.Tensor, intrinsics: torch.Tensor, ego_T_cam: torch.Tensor) -> dict[str, torch.Tensor]:
         """``render_volume`` of this model's volume with its config (sample jitter while training)."""
@@ -329,3 +349,11 @@ def build_rendering_model(config: ModelConfig, render: RenderConfig, load_weight
     if load_weights:
         model.load_pretrained_backbone()
     return model
+
+
+def build_occupancy_model(config: ModelConfig, render: RenderConfig | None, load_weights: bool = True) -> EasyOccModel:
+    """EasyOcc when ``render`` is None, else the rendering model: the same encoder, lifting and 3D CNN (the same
+    state-dict keys); ``config.pretrained`` is loaded into the backbone when set and ``load_weights``."""
+    if render is None:
+        return build_model(config, load_weights)
+    return build_rendering_model(config, render, load_weights)

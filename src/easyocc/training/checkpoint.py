@@ -12,7 +12,8 @@ import torch
 from easyocc.config import config_from_dict
 from easyocc.errors import InputError
 from easyocc.fileio import atomic_write
-from easyocc.models.easyocc import EasyOccModel, build_model
+from easyocc.models.easyocc import EasyOccModel
+from easyocc.models.rendering import build_occupancy_model
 from easyocc.training.config import TrainConfig
 
 
@@ -70,13 +71,14 @@ def load_checkpoint(path: str | PathLike, map_location: str | torch.device = "cp
 
 
 def load_trained_model(path: str | PathLike, device: torch.device | str = "cpu") -> tuple[EasyOccModel, TrainConfig]:
-    """A trained model (in eval mode) and its config from ``model.pt`` or a training checkpoint."""
+    """A trained model (in eval mode) and its config from ``model.pt`` or a training checkpoint: EasyOcc or the
+    rendering model, as its config says (``model.logits`` gives the Occ3D logits of either)."""
     state = load_checkpoint(path, map_location="cpu")
     try:
         config = config_from_dict(TrainConfig, state["config"])
     except ValueError as exc:
         raise InputError(path, f"its config does not fit this version of easyocc ({exc})") from None
-    model = build_model(config.model, load_weights=False)
+    model = build_occupancy_model(config.model, config.render, load_weights=False)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as exc:

@@ -1,4 +1,10 @@
-"""The training config: one typed dataclass tree, read from YAML (``configs/*.yaml``) with ``--set`` overrides."""
+"""The training config: one typed dataclass tree, read from YAML (``configs/*.yaml``) with ``--set`` overrides.
+
+Which model trains and on what: ``render: null`` is EasyOcc (the pseudo loss against 3D labels); a ``render``
+section makes it the rendering model (OccNeRF-style), trained with the ``render_loss`` terms against the images,
+their neighbouring sweeps and the 2D maps of ``sources``, plus ``loss.pseudo_weight`` x the pseudo loss (0: none,
+and no 3D labels are read).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,11 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from easyocc.data.occ_dataset import DataConfig
+from easyocc.labels.sources.spec import SourceSpec
 from easyocc.losses import LossConfig
+from easyocc.losses.rendering import RenderLossConfig
 from easyocc.models.easyocc import ModelConfig
+from easyocc.models.rendering import RenderConfig
 
 
 @dataclass
@@ -54,8 +63,17 @@ class TrainConfig:
     #: "auto" = the GPU when torch sees one (under torchrun: the local rank's GPU), else the CPU.
     device: str = "auto"
     model: ModelConfig = field(default_factory=ModelConfig)
+    #: The rendering head: null trains EasyOcc (no rendering); set, the rendering model (its volume rendered into the
+    #: keyframe's cameras at ``render.size``, trained with ``render_loss``).
+    render: RenderConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
+    #: The pseudo loss against 3D labels (``loss.pseudo_weight`` 0: none, no labels read).
     loss: LossConfig = field(default_factory=LossConfig)
+    #: The rendering model's self-supervised 2D terms (read only with a ``render`` section).
+    render_loss: RenderLossConfig = field(default_factory=RenderLossConfig)
+    #: The 2D sources of the rendering model's semantic (and depth) terms: the names and options of
+    #: ``easyocc labels --semantics/--depth`` (read only with a ``render`` section).
+    sources: SourceSpec = field(default_factory=SourceSpec)
     optim: OptimConfig = field(default_factory=OptimConfig)
     #: Iterations between TensorBoard points.
     log_every: int = 10
@@ -71,3 +89,16 @@ class TrainConfig:
         if any(side % stride for side in self.data.input_size):
             raise ValueError(f"the network's input size {list(self.data.input_size)} (data.image_size, or data.crop's "
                              f"height and width) must be a multiple of model.feature_stride {stride}")
+        if self.loss.pseudo_weight == 0 and not (self.render is not None and self.uses_rendering_loss):
+            what = "every render_loss weight is 0" if self.render is not None else "there is no render section"
+            raise ValueError(f"loss.pseudo_weight is 0 and {what}: nothing would train")
+
+    @property
+    def uses_pseudo_loss(self) -> bool:
+        """Whether training reads 3D labels (the pseudo loss has a weight)."""
+        return self.loss.pseudo_weight > 0
+
+    @property
+    def uses_rendering_loss(self) -> bool:
+        """Whether a rendering loss term has a weight (they apply only with a ``render`` section)."""
+        return any(weight > 0 for weight in self.render_loss.term_weights().values())

@@ -1,10 +1,14 @@
-"""Training the EasyOcc model on pseudo-labels: one process (CPU or GPU) or many under torchrun (DDP).
+"""Training: one loop for EasyOcc (the pseudo loss against 3D labels) and the rendering model (its 2D losses
+against the images, their neighbouring sweeps and 2D maps, plus the pseudo loss when it has a weight), in one
+process (CPU or GPU) or many under torchrun (DDP). What trains is the config's (``training.objective``).
 
-A run folder holds ``config.yaml`` (the resolved config), ``class_weights.json``, ``checkpoints/last.pt`` (model,
-optimiser, scheduler, loss scaler, RNG states and position; rewritten atomically at every epoch end and every
-``checkpoint_every`` iterations), ``model.pt`` (weights + config, at the end), ``train_log.jsonl`` (one line per
-epoch) and ``tb/`` (TensorBoard). The data order is a function of the seed and the epoch only, so a run resumed from
-any checkpoint ends with the same weights as an uninterrupted one.
+A run folder holds ``config.yaml`` (the resolved config), ``class_weights.json`` (the pseudo loss's CE weights from
+the 3D labels, and with a rendering model under ``semantic_2d`` those of the 2D semantic term),
+``checkpoints/last.pt`` (model, optimiser, scheduler, loss scaler, RNG states and position; rewritten atomically at
+every epoch end and every ``checkpoint_every`` iterations), ``model.pt`` (weights + config, at the end),
+``train_log.jsonl`` (one line per epoch: the mean of every loss term) and ``tb/`` (TensorBoard). The data order is a
+function of the seed and the epoch only, so a run resumed from any checkpoint ends with the same weights as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from torch.utils.data import Dataset
 from tqdm import tqdm
 
 from easyocc.config import config_to_dict, save_config
-from easyocc.data.occ_dataset import InputLoader, OccDataset, split_keyframes
+from easyocc.data.occ_dataset import InputLoader, OccDataset, RenderTargets, split_keyframes
 from easyocc.errors import EasyOccError, InputError
 from easyocc.fileio import atomic_write, require_folder_or_absent, save_json, sweep_temporaries, undo_on_failure
-from easyocc.losses import PseudoLoss, class_counts, class_weights_from_counts
-from easyocc.models.easyocc import EasyOccModel, build_model
+from easyocc.losses import class_counts, class_weights_from_counts
+from easyocc.losses.rendering import OCCNERF_CLASS_FREQUENCIES
+from easyocc.models.easyocc import EasyOccModel
+from easyocc.models.rendering import build_occupancy_model
 from easyocc.occ3d import CLASS_NAMES, read_labels
 from easyocc.training.checkpoint import load_checkpoint, rng_state, save_checkpoint, seed_everything, set_rng_state
 from easyocc.training.config import OptimConfig, TrainConfig
@@ -39,13 +45,15 @@ from easyocc.training.distributed import (
     init_distributed,
     shutdown_distributed,
 )
+from easyocc.training.objective import build_objective, train_step
 
 CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "class_weights.json"
 LAST_CHECKPOINT = "checkpoints/last.pt"
 MODEL_FILE = "model.pt"
 LOG_FILE = "train_log.jsonl"
-LOSS_KEYS = ("loss", "ce", "lovasz")
+#: The key of the 2D semantic term's record in class_weights.json.
+SEMANTIC_2D = "semantic_2d"
 #: What a run writes into its folder; a new run that fails before its first checkpoint removes what it made of these.
 RUN_ENTRIES = (CONFIG_FILE, WEIGHTS_FILE, "checkpoints", MODEL_FILE, LOG_FILE, "tb")
 
@@ -84,16 +92,35 @@ class _LabelCounts(Dataset):
         return class_counts(labels.semantics, labels.mask_camera if self.region == "camera" else None)
 
 
+class _MapCounts(Dataset):
+    """Per-keyframe class counts of the 2D semantic maps of its cameras at the render size (what the loss sees)."""
+
+    def __init__(self, dataset: OccDataset, indices: list[int]):
+        self.dataset, self.indices = dataset, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        return class_counts(self.dataset.semantics_2d(self.indices[i]))
+
+
+def _summed_counts(counts: Dataset, config: TrainConfig, context: DistContext, show_progress: bool, what: str,
+                   unit: str) -> np.ndarray:
+    """(18,) int64 class counts summed over ``counts``' items (each process counts a share) and the processes."""
+    loader = InputLoader(counts, batch_size=None, num_workers=min(config.data.num_workers, len(counts)))
+    total = torch.zeros(len(CLASS_NAMES), dtype=torch.float64)
+    bar = tqdm(loader, desc=what, unit=unit, disable=not (show_progress and context.is_main))
+    for item in bar:
+        total += torch.as_tensor(item, dtype=torch.float64)
+    return all_reduce_sum(total.to(context.device), context).cpu().numpy().astype(np.int64)
+
+
 def compute_class_weights(dataset: OccDataset, config: TrainConfig, context: DistContext, show_progress: bool) -> dict:
     """Class counts over all training labels (each process counts a share; the counts are summed) -> weights."""
     files = [dataset.label_file(i) for i in range(context.rank, len(dataset), context.world_size)]
-    loader = InputLoader(_LabelCounts(files, config.loss.region), batch_size=None,
-                         num_workers=min(config.data.num_workers, len(files)))
-    counts = torch.zeros(len(CLASS_NAMES), dtype=torch.float64)
-    bar = tqdm(loader, desc="class statistics", unit="label", disable=not (show_progress and context.is_main))
-    for item in bar:
-        counts += torch.as_tensor(item, dtype=torch.float64)
-    counts = all_reduce_sum(counts.to(context.device), context).cpu().numpy().astype(np.int64)
+    counts = _summed_counts(_LabelCounts(files, config.loss.region), config, context, show_progress,
+                            "class statistics", "label")
     if counts.sum() == 0:
         raise EasyOccError(f"the training labels have no labelled voxel in the loss region '{config.loss.region}'")
     return {
@@ -105,14 +132,36 @@ def compute_class_weights(dataset: OccDataset, config: TrainConfig, context: Dis
     }
 
 
-def _load_class_weights(path: Path) -> dict:
+def compute_semantic_2d_weights(dataset: OccDataset, config: TrainConfig, context: DistContext,
+                                show_progress: bool) -> dict:
+    """The 2D semantic term's CE weights (``render_loss.class_weighting``): 1 / sqrt(frequency) of the classes in
+    the training 2D maps at the render size (255 not counted; sky counts as free), or of OccNeRF's fixed counts."""
+    method = config.render_loss.class_weighting
+    record = {"method": method, "classes": list(CLASS_NAMES)}
+    if method == "none":
+        return {**record, "weights": [1.0] * len(CLASS_NAMES)}
+    if method == "occnerf":
+        counts = OCCNERF_CLASS_FREQUENCIES
+    else:
+        indices = list(range(context.rank, len(dataset), context.world_size))
+        counts = _summed_counts(_MapCounts(dataset, indices), config, context, show_progress,
+                                "2D class statistics", "keyframe")
+        if counts.sum() == 0:
+            raise EasyOccError(f"the 2D semantic source '{config.sources.semantics}' labels no pixel of the training "
+                               "images (all 255)")
+    return {**record, "counts": np.asarray(counts).tolist(), "weights": class_weights_from_counts(counts).tolist()}
+
+
+def _load_class_weights(path: Path, records: tuple[str | None, ...]) -> dict:
+    """class_weights.json, checked to hold the weights of ``records`` (None: the pseudo loss's, at the top)."""
     try:
         record = json.loads(path.read_text())
-        weights = record["weights"]
+        for name in records:
+            weights = (record if name is None else record[name])["weights"]
+            if len(weights) != len(CLASS_NAMES):
+                raise InputError(path, f"expected {len(CLASS_NAMES)} weights, found {len(weights)}")
     except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
         raise InputError(path, f"unreadable class weights ({type(exc).__name__}: {exc})") from None
-    if len(weights) != len(CLASS_NAMES):
-        raise InputError(path, f"expected {len(CLASS_NAMES)} weights, found {len(weights)}")
     return record
 
 
@@ -138,10 +187,10 @@ def _to_device(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
 
-def _summed(sums: torch.Tensor, count: int, context: DistContext) -> tuple[dict, int]:
-    """Loss sums (a float64 tensor in LOSS_KEYS order) and their count, summed over the processes."""
+def _summed(sums: torch.Tensor, keys: tuple[str, ...], count: int, context: DistContext) -> tuple[dict, int]:
+    """Loss sums (a float64 tensor in ``keys`` order) and their count, summed over the processes."""
     totals = all_reduce_sum(torch.cat([sums, sums.new_tensor([count])]), context).tolist()
-    return dict(zip(LOSS_KEYS, totals[:-1])), int(totals[-1])
+    return dict(zip(keys, totals[:-1])), int(totals[-1])
 
 
 def _write_log_line(path: Path, record: dict) -> None:
@@ -150,48 +199,56 @@ def _write_log_line(path: Path, record: dict) -> None:
         handle.write("\n".join([*lines, json.dumps(record)]) + "\n")
 
 
-def train_step(
-    model: torch.nn.Module,
-    criterion: PseudoLoss,
-    batch: dict,
-    amp: contextlib.AbstractContextManager,
-) -> dict[str, torch.Tensor]:
-    """Forward and loss of one batch (on the model's device); the caller runs backward and the optimiser."""
-    with amp:
-        logits = model(batch["images"], batch["intrinsics"], batch["ego_T_cam"])
-    return criterion(logits, batch["semantics"], batch["mask_camera"])
-
-
 def train(
     config: TrainConfig,
     data_root: str | os.PathLike,
-    labels_dir: str | os.PathLike,
+    labels_dir: str | os.PathLike | None,
     run_dir: str | os.PathLike,
     resume: bool = False,
     show_progress: bool = True,
 ) -> Path:
     """Train, writing the run folder; returns the path of ``model.pt``. Under torchrun every process calls this.
 
+    ``labels_dir`` (3D labels, ``<scene>/<sample_token>/labels.npz``) is needed when the config's pseudo loss has a
+    weight, and is not read otherwise.
     A new run that fails (bad input, an interruption) before it wrote its first checkpoint leaves nothing behind:
     what it had written (config.yaml, class_weights.json, tb/, ...) is removed, as are the folders made for it.
     """
     run_dir = Path(run_dir)
+    if config.uses_pseudo_loss and labels_dir is None:
+        raise EasyOccError(f"loss.pseudo_weight is {config.loss.pseudo_weight}: the pseudo loss needs 3D labels "
+                           "(--labels); set loss.pseudo_weight=0 to train a rendering model without them")
     _prepare_run_dir(run_dir, resume)
     context = init_distributed(config.device)
     if context.is_main:
         sweep_temporaries(run_dir)  # half checkpoints of a killed run
     nothing_to_undo = lambda: resume or not context.is_main or (run_dir / LAST_CHECKPOINT).exists()  # noqa: E731
     try:
+        labels = Path(labels_dir) if config.uses_pseudo_loss else None
         with undo_on_failure(run_dir, RUN_ENTRIES, keep=nothing_to_undo):
-            return _Run(config, Path(data_root), Path(labels_dir), run_dir, resume, show_progress, context).train()
+            return _Run(config, Path(data_root), labels, run_dir, resume, show_progress, context).train()
     finally:
         shutdown_distributed(context)
+
+
+def render_targets(config: TrainConfig, data_root: Path) -> RenderTargets | None:
+    """What the dataset loads for the rendering losses the config enables (None for EasyOcc): source images for the
+    photometric term, 2D maps of ``config.sources`` for the semantic and depth terms."""
+    if config.render is None or not config.uses_rendering_loss:
+        return None
+    weights = config.render_loss
+    return RenderTargets(
+        size=tuple(config.render.size),
+        sources=weights.photometric_weight > 0,
+        semantics=config.sources.semantic_source(data_root) if weights.semantic_weight > 0 else None,
+        depth=config.sources.depth_source(data_root) if weights.depth_weight > 0 else None,
+    )
 
 
 class _Run:
     """One process's share of a training run: the data, the model and its optimisation state, the run folder."""
 
-    def __init__(self, config: TrainConfig, data_root: Path, labels_dir: Path, run_dir: Path, resume: bool,
+    def __init__(self, config: TrainConfig, data_root: Path, labels_dir: Path | None, run_dir: Path, resume: bool,
                  show_progress: bool, context: DistContext):
         self.config, self.run_dir, self.context = config, run_dir, context
         self.show_progress = show_progress and context.is_main
@@ -200,22 +257,24 @@ class _Run:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
         keyframes = split_keyframes(data_root, config.data.version, config.data.split)
-        self.dataset = OccDataset(keyframes, config.data, labels_dir)
+        self.dataset = OccDataset(keyframes, config.data, labels_dir, render=render_targets(config, data_root))
         if len(self.dataset) == 0:
             raise EasyOccError(f"no training keyframes in split '{config.data.split}' of {data_root}")
+        if self.dataset.render is not None and self.dataset.render.sources and self.dataset.count_sources()[0] == 0:
+            raise InputError(data_root, "the photometric loss needs camera sweeps, and no keyframe camera of split "
+                             f"'{config.data.split}' has a neighbouring image (SimScenes: easyocc synth --sweeps "
+                             "neighbours); or set render_loss.photometric_weight=0")
 
-        weights_path = run_dir / WEIGHTS_FILE
-        if resume and weights_path.is_file():
-            self.class_weights = _load_class_weights(weights_path)
-        else:
-            self.class_weights = compute_class_weights(self.dataset, config, context, show_progress)
-        if context.is_main:
-            save_config(run_dir / CONFIG_FILE, config)
-            save_json(weights_path, self.class_weights)
-        weights = np.asarray(self.class_weights["weights"], dtype=np.float32)
-        self.criterion = PseudoLoss(config.loss, weights).to(device)
+        self.class_weights = self._class_weights(resume, show_progress)
+        pseudo_weights = semantic_weights = None
+        if config.uses_pseudo_loss:
+            pseudo_weights = np.asarray(self.class_weights["weights"], dtype=np.float32)
+        if SEMANTIC_2D in self.class_weights:
+            semantic_weights = np.asarray(self.class_weights[SEMANTIC_2D]["weights"], dtype=np.float32)
+        self.objective = build_objective(config, pseudo_weights, semantic_weights).to(device)
+        self.loss_keys = self.objective.keys
 
-        self.model = build_model(config.model, load_weights=not resume).to(device)
+        self.model = build_occupancy_model(config.model, config.render, load_weights=not resume).to(device)
         self.optimizer = make_optimizer(self.model, config.optim)
         self.sampler = EpochSampler(len(self.dataset), context.world_size, context.rank, config.seed)
         self.iterations_per_epoch = math.ceil(self.sampler.per_replica / config.optim.batch_size)
@@ -225,7 +284,8 @@ class _Run:
         amp_dtype = torch.bfloat16 if config.optim.amp_dtype == "bfloat16" else torch.float16
         self.amp = torch.autocast(device_type=device.type, dtype=amp_dtype, enabled=use_amp)
         self.scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
-        self.position = {"epoch": 0, "batch": 0, "iteration": 0, "sums": dict.fromkeys(LOSS_KEYS, 0.0), "count": 0}
+        self.position = {"epoch": 0, "batch": 0, "iteration": 0, "sums": dict.fromkeys(self.loss_keys, 0.0),
+                         "count": 0}
         if resume:
             # On the CPU: RNG states must stay CPU tensors; load_state_dict moves the rest to the device.
             self._restore(load_checkpoint(run_dir / LAST_CHECKPOINT, map_location="cpu"))
@@ -236,6 +296,25 @@ class _Run:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(run_dir / "tb"), purge_step=self.position["iteration"] if resume else None)
+
+    def _class_weights(self, resume: bool, show_progress: bool) -> dict:
+        """class_weights.json: read back when resuming, else counted (the pseudo loss's from the 3D labels, the 2D
+        semantic term's from the 2D maps) and written with the config."""
+        config, context = self.config, self.context
+        weights_path = self.run_dir / WEIGHTS_FILE
+        semantic = self.dataset.render is not None and self.dataset.render.semantics is not None
+        records = (*((None,) if config.uses_pseudo_loss else ()), *((SEMANTIC_2D,) if semantic else ()))
+        if resume and weights_path.is_file():
+            record = _load_class_weights(weights_path, records)
+        else:
+            record = compute_class_weights(self.dataset, config, context, show_progress) \
+                if config.uses_pseudo_loss else {}
+            if semantic:
+                record[SEMANTIC_2D] = compute_semantic_2d_weights(self.dataset, config, context, show_progress)
+        if context.is_main:
+            save_config(self.run_dir / CONFIG_FILE, config)
+            save_json(weights_path, record)
+        return record
 
     def _restore(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
@@ -265,8 +344,12 @@ class _Run:
             os.link(self.run_dir / LAST_CHECKPOINT, named)
 
     def train(self) -> Path:
+        # The loader's own generator (seeded per epoch in _run_epoch): starting an epoch draws its workers' seed
+        # from it, not from torch's global generator, whose stream the training steps' random draws (the rendering
+        # model's sample jitter) then own alone, so that a resumed run draws what an uninterrupted one does.
         loader = InputLoader(self.dataset, batch_size=self.config.optim.batch_size, sampler=self.sampler,
-                             num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda")
+                             num_workers=self.config.data.num_workers, pin_memory=self.device.type == "cuda",
+                             generator=torch.Generator())
         iteration = self.position["iteration"]
         self.net.train()
         try:
@@ -282,8 +365,9 @@ class _Run:
         return model_path
 
     def _step(self, batch: dict) -> torch.Tensor:
-        """One optimisation step; returns the detached (loss, ce, lovasz) on the device (no synchronisation)."""
-        losses = train_step(self.net, self.criterion, _to_device(batch, self.device), self.amp)
+        """One optimisation step; returns the detached losses in ``loss_keys`` order on the device (no
+        synchronisation)."""
+        losses = train_step(self.net, self.objective, _to_device(batch, self.device), self.amp)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(losses["loss"]).backward()
         if self.config.optim.grad_clip is not None:
@@ -292,17 +376,18 @@ class _Run:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.scheduler.step()
-        return torch.stack([losses[k].detach() for k in LOSS_KEYS]).double()
+        return torch.stack([losses[k].detach() for k in self.loss_keys]).double()
 
     def _run_epoch(self, loader: InputLoader, epoch: int, iteration: int) -> int:
         config, position = self.config, self.position
         start = position["batch"] if epoch == position["epoch"] else 0
         # A run resumed mid-epoch: the partial sums were saved summed over the processes; rank 0 carries them.
         carried = bool(start) and self.context.is_main
-        sums = torch.tensor([position["sums"][k] if carried else 0.0 for k in LOSS_KEYS], dtype=torch.float64,
+        sums = torch.tensor([position["sums"][k] if carried else 0.0 for k in self.loss_keys], dtype=torch.float64,
                             device=self.device)
         count = position["count"] if carried else 0
         self.sampler.set_epoch(epoch, start * config.optim.batch_size)
+        loader.generator.manual_seed(config.seed + epoch)
         started = time.perf_counter()
         bar = tqdm(loader, total=self.iterations_per_epoch, initial=start, unit="it", dynamic_ncols=True,
                    desc=f"epoch {epoch + 1}/{config.optim.epochs}", disable=not self.show_progress)
@@ -315,32 +400,32 @@ class _Run:
                 self._log(values, iteration, (batch_index + 1 - start) / max(time.perf_counter() - started, 1e-9), bar)
             if config.checkpoint_every and iteration % config.checkpoint_every == 0 \
                     and batch_index + 1 < self.iterations_per_epoch:
-                total, total_count = _summed(sums, count, self.context)
+                total, total_count = _summed(sums, self.loss_keys, count, self.context)
                 self._save({"epoch": epoch, "batch": batch_index + 1, "iteration": iteration, "sums": total,
                             "count": total_count}, epoch_end=False)
         bar.close()
-        total, total_count = _summed(sums, count, self.context)
-        means = {k: total[k] / total_count for k in LOSS_KEYS}
+        total, total_count = _summed(sums, self.loss_keys, count, self.context)
+        means = {k: total[k] / total_count for k in self.loss_keys}
         if not math.isfinite(means["loss"]):
             raise EasyOccError(f"the mean loss of epoch {epoch + 1} is {means['loss']}: training diverged")
         if self.context.is_main:
             record = {"epoch": epoch + 1, "iteration": iteration, **means,
                       "seconds": round(time.perf_counter() - started, 2)}
             _write_log_line(self.run_dir / LOG_FILE, record)
-            for k in LOSS_KEYS:
+            for k in self.loss_keys:
                 self.writer.add_scalar(f"epoch/{k}", means[k], epoch + 1)
-        self._save({"epoch": epoch + 1, "batch": 0, "iteration": iteration, "sums": dict.fromkeys(LOSS_KEYS, 0.0),
+        self._save({"epoch": epoch + 1, "batch": 0, "iteration": iteration, "sums": dict.fromkeys(self.loss_keys, 0.0),
                     "count": 0}, epoch_end=True)
         return iteration
 
     def _log(self, values: torch.Tensor, iteration: int, iterations_per_second: float, bar) -> None:
-        loss, ce, lovasz = values.tolist()
-        if not math.isfinite(loss):
-            raise EasyOccError(f"the loss is {loss} at iteration {iteration}: training diverged")
+        losses = dict(zip(self.loss_keys, values.tolist()))
+        if not math.isfinite(losses["loss"]):
+            raise EasyOccError(f"the loss is {losses['loss']} at iteration {iteration}: training diverged")
         lr = self.optimizer.param_groups[-1]["lr"]
-        bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        bar.set_postfix(loss=f"{losses['loss']:.4f}", lr=f"{lr:.2e}")
         if self.writer is not None:
-            for name, value in zip(LOSS_KEYS, (loss, ce, lovasz)):
+            for name, value in losses.items():
                 self.writer.add_scalar(f"train/{name}", value, iteration)
             for group in self.optimizer.param_groups:
                 self.writer.add_scalar(f"lr/{group['name']}", group["lr"], iteration)

@@ -1,7 +1,10 @@
-"""Choosing 2D sources by name on the command line: ``add_source_arguments`` and ``sources_from_args``.
+"""Choosing 2D sources by name: the registry of source builders, and the command-line options
+(``add_source_arguments``, ``sources_from_args``).
 
-Source modules are imported only when their source is built, so adding the arguments stays cheap. For library
-use, construct the source classes directly (``OracleSemantics(dataroot, noise)``, ``CachedDepth(source, dir)``).
+Every builder takes a :class:`~.spec.SourceSpec` (the sources' names and settings as plain data) and the dataroot;
+``sources_from_args`` turns parsed options into a spec and builds through it. Source modules are imported only when
+their source is built, so adding the arguments stays cheap. For library use, build a ``SourceSpec`` or construct
+the source classes directly (``OracleSemantics(dataroot, noise)``, ``CachedDepth(source, dir)``).
 """
 
 from __future__ import annotations
@@ -9,23 +12,26 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from easyocc.errors import EasyOccError, InputError
 from easyocc.labels.sources.base import DepthSource, SemanticSource
 
+if TYPE_CHECKING:
+    from easyocc.labels.sources.spec import SourceSpec
+
 
 @dataclass(frozen=True)
 class SourceEntry:
-    """A source name on the command line: what it is, and how to build it from the parsed arguments."""
+    """A source name: what it is, and how to build it from a spec (and the dataroot)."""
 
     help: str
-    build: Callable[[argparse.Namespace, Path], object]
+    build: Callable[["SourceSpec", Path], object]
 
 
 # --- oracle ----------------------------------------------------------------------------------------------------
 
-#: Oracle noise flags: argparse dest -> (part of NoiseConfig, field, help).
+#: Oracle noise flags: argparse dest (= SourceSpec field) -> (part of NoiseConfig, field, help).
 ORACLE_NOISE_FLAGS: dict[str, tuple[str, str, str]] = {
     "oracle_depth_bias": ("depth", "scale_bias", "systematic relative depth scale error (0.03 = 3%% too far)"),
     "oracle_depth_scale_std": ("depth", "scale_std", "std of a random per-image relative depth scale error"),
@@ -37,51 +43,51 @@ ORACLE_NOISE_FLAGS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def oracle_noise_from_args(args: argparse.Namespace):
-    """The :class:`~.noise.NoiseConfig` of ``--oracle-noise PRESET`` with the single-value flags applied."""
+def oracle_noise(spec: "SourceSpec"):
+    """The :class:`~.noise.NoiseConfig` of ``spec.oracle_noise`` (a preset) with the single values applied."""
     from easyocc.labels.sources.noise import NOISE_PRESETS
 
-    preset = getattr(args, "oracle_noise", "none")
+    preset = spec.oracle_noise
     if preset not in NOISE_PRESETS:
         raise EasyOccError(f"unknown --oracle-noise preset '{preset}' (known: {', '.join(NOISE_PRESETS)})")
     noise = NOISE_PRESETS[preset]
     try:
         for dest, (part, name, _) in ORACLE_NOISE_FLAGS.items():
-            value = getattr(args, dest, None)
+            value = getattr(spec, dest)
             if value is not None:
                 noise = replace(noise, **{part: replace(getattr(noise, part), **{name: value})})
-        seed = getattr(args, "oracle_seed", None)
+        seed = spec.oracle_seed
         return noise if seed is None else replace(noise, seed=seed)
     except ValueError as exc:
         raise EasyOccError(f"oracle noise: {exc}") from None
 
 
-def _oracle_semantics(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
+def _oracle_semantics(spec: "SourceSpec", dataroot: Path) -> SemanticSource:
     from easyocc.labels.sources.oracle import OracleSemantics
 
-    noise = oracle_noise_from_args(args)
+    noise = oracle_noise(spec)
     return OracleSemantics(dataroot, noise.semantics, noise.seed)
 
 
-def _oracle_depth(args: argparse.Namespace, dataroot: Path) -> DepthSource:
+def _oracle_depth(spec: "SourceSpec", dataroot: Path) -> DepthSource:
     from easyocc.labels.sources.oracle import OracleDepth
 
-    noise = oracle_noise_from_args(args)
+    noise = oracle_noise(spec)
     return OracleDepth(dataroot, noise.depth, noise.seed)
 
 
 # --- foundation models -----------------------------------------------------------------------------------------
 
 
-def _grounded_sam(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
+def _grounded_sam(spec: "SourceSpec", dataroot: Path) -> SemanticSource:
     from easyocc.labels.sources.grounded_sam import GroundedSamConfig, GroundedSamSemantics
 
     config = GroundedSamConfig(
-        grounding_dino_dir=require_path(args.grounded_sam_dir, "--grounded-sam-dir",
+        grounding_dino_dir=require_path(spec.grounded_sam_dir, "--grounded-sam-dir",
                                         "GroundingDINO model folder", "grounded-sam"),
-        sam_dir=require_path(args.sam_dir, "--sam-dir", "SAM model folder", "grounded-sam"),
-        prompts=args.prompts, box_threshold=args.box_threshold, text_threshold=args.text_threshold,
-        device=args.device, prompt_batch=args.prompt_batch, sam_batch=args.sam_batch,
+        sam_dir=require_path(spec.sam_dir, "--sam-dir", "SAM model folder", "grounded-sam"),
+        prompts=spec.prompts, box_threshold=spec.box_threshold, text_threshold=spec.text_threshold,
+        device=spec.device, prompt_batch=spec.prompt_batch, sam_batch=spec.sam_batch,
     )
     try:
         return GroundedSamSemantics(config)
@@ -89,46 +95,46 @@ def _grounded_sam(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
         raise EasyOccError(f"grounded-sam: {exc}") from None
 
 
-def _metric3d(args: argparse.Namespace, dataroot: Path) -> DepthSource:
+def _metric3d(spec: "SourceSpec", dataroot: Path) -> DepthSource:
     from easyocc.labels.sources.metric3d import Metric3DConfig, Metric3DDepth
 
     return Metric3DDepth(Metric3DConfig(
-        repo_dir=require_path(args.metric3d_repo, "--metric3d-repo", "Metric3D repository clone", "metric3d"),
-        checkpoint=require_path(args.metric3d_checkpoint, "--metric3d-checkpoint", "Metric3D checkpoint",
+        repo_dir=require_path(spec.metric3d_repo, "--metric3d-repo", "Metric3D repository clone", "metric3d"),
+        checkpoint=require_path(spec.metric3d_checkpoint, "--metric3d-checkpoint", "Metric3D checkpoint",
                                 "metric3d"),
-        model_name=args.metric3d_model, device=args.device, trust_checkpoint=args.metric3d_trust_checkpoint,
+        model_name=spec.metric3d_model, device=spec.device, trust_checkpoint=spec.metric3d_trust_checkpoint,
     ))
 
 
-def _depth_anything(args: argparse.Namespace, dataroot: Path) -> DepthSource:
+def _depth_anything(spec: "SourceSpec", dataroot: Path) -> DepthSource:
     from easyocc.labels.sources.depth_anything import DepthAnythingConfig, DepthAnythingDepth
 
     return DepthAnythingDepth(DepthAnythingConfig(
-        require_path(args.depth_anything_dir, "--depth-anything-dir", "Depth Anything model folder",
+        require_path(spec.depth_anything_dir, "--depth-anything-dir", "Depth Anything model folder",
                      "depth-anything"),
-        device=args.device,
+        device=spec.device,
     ))
 
 
 # --- maps on disk ---------------------------------------------------------------------------------------------
 
 
-def _npy_semantics(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
+def _npy_semantics(spec: "SourceSpec", dataroot: Path) -> SemanticSource:
     from easyocc.labels.sources.precomputed import PrecomputedSemantics
 
-    return PrecomputedSemantics(require_path(args.semantics_dir, "--semantics-dir", "precomputed semantic maps", "npy"))
+    return PrecomputedSemantics(require_path(spec.semantics_dir, "--semantics-dir", "precomputed semantic maps", "npy"))
 
 
-def _npy_depth(args: argparse.Namespace, dataroot: Path) -> DepthSource:
+def _npy_depth(spec: "SourceSpec", dataroot: Path) -> DepthSource:
     from easyocc.labels.sources.precomputed import PrecomputedDepth
 
-    return PrecomputedDepth(require_path(args.depth_dir, "--depth-dir", "precomputed depth maps", "npy"))
+    return PrecomputedDepth(require_path(spec.depth_dir, "--depth-dir", "precomputed depth maps", "npy"))
 
 
-def _occnerf_semantics(args: argparse.Namespace, dataroot: Path) -> SemanticSource:
+def _occnerf_semantics(spec: "SourceSpec", dataroot: Path) -> SemanticSource:
     from easyocc.labels.sources.occnerf import OccNeRFSemantics
 
-    return OccNeRFSemantics(require_path(args.occnerf_dir, "--occnerf-dir", "OccNeRF's nuscenes_semantic folder",
+    return OccNeRFSemantics(require_path(spec.occnerf_dir, "--occnerf-dir", "OccNeRF's nuscenes_semantic folder",
                                          "occnerf"))
 
 
@@ -155,7 +161,8 @@ def require_path(value: str | Path | None, flag: str, what: str, source: str) ->
     """The path given with ``flag``: an error naming the flag when absent, naming the path when it does not
     exist."""
     if value is None or str(value) == "":
-        raise EasyOccError(f"the {source} source needs {flag} ({what})")
+        key = flag.removeprefix("--").replace("-", "_")
+        raise EasyOccError(f"the {source} source needs {flag} ({what}; in a training config: sources.{key})")
     path = Path(value).expanduser()
     if not path.exists():
         raise InputError(path, f"{what} not found ({flag})")
@@ -172,13 +179,15 @@ def add_source_arguments(
     """Add the 2D-source options to ``parser``: source names, each source's options, --device, --cache-dir.
     A default of None makes that source optional (none unless named)."""
     from easyocc.labels.sources.noise import NOISE_PRESETS
+    from easyocc.labels.sources.spec import SourceSpec
 
+    spec = SourceSpec()  # the options' defaults
     group = parser.add_argument_group("2D sources")
     group.add_argument("--semantics", default=default_semantics, metavar="NAME",
                        help=f"semantic source: {_names(SEMANTIC_SOURCES)} (default: {default_semantics or 'none'})")
     group.add_argument("--depth", default=default_depth, metavar="NAME",
                        help=f"depth source: {_names(DEPTH_SOURCES)} (default: {default_depth or 'none'})")
-    group.add_argument("--device", default="auto",
+    group.add_argument("--device", default=spec.device,
                        help="torch device of the foundation models: auto (cuda when present), cpu, cuda, cuda:1, ...")
     group.add_argument("--cache-dir", type=Path, default=None,
                        help="cache 2D maps here, keyed by the source's settings, so reruns skip the models")
@@ -189,19 +198,22 @@ def add_source_arguments(
     gsam.add_argument("--sam-dir", type=Path, default=None, help="SAM folder, e.g. facebook/sam-vit-huge")
     gsam.add_argument("--prompts", type=Path, default=None,
                       help="YAML/JSON prompt table {groups: [{phrase: class}, ...]} (default: OccNeRF's prompts)")
-    gsam.add_argument("--box-threshold", type=float, default=0.2, help="keep boxes scoring above this (0.2)")
-    gsam.add_argument("--text-threshold", type=float, default=0.2,
-                      help="keep a box only if its phrase's mean token score is above this (0.2)")
-    gsam.add_argument("--prompt-batch", type=int, default=8, help="prompt groups per GroundingDINO forward (8)")
-    gsam.add_argument("--sam-batch", type=int, default=32, help="boxes per SAM mask-decoder call (32)")
+    gsam.add_argument("--box-threshold", type=float, default=spec.box_threshold,
+                      help=f"keep boxes scoring above this ({spec.box_threshold})")
+    gsam.add_argument("--text-threshold", type=float, default=spec.text_threshold,
+                      help=f"keep a box only if its phrase's mean token score is above this ({spec.text_threshold})")
+    gsam.add_argument("--prompt-batch", type=int, default=spec.prompt_batch,
+                      help=f"prompt groups per GroundingDINO forward ({spec.prompt_batch})")
+    gsam.add_argument("--sam-batch", type=int, default=spec.sam_batch,
+                      help=f"boxes per SAM mask-decoder call ({spec.sam_batch})")
 
     m3d = parser.add_argument_group("metric3d (depth)")
     m3d.add_argument("--metric3d-repo", type=Path, default=None,
                      help="local clone of github.com/YvanYin/Metric3D (its hubconf.py is loaded)")
     m3d.add_argument("--metric3d-checkpoint", type=Path, default=None,
                      help="checkpoint file, e.g. metric_depth_vit_giant2_800k.pth")
-    m3d.add_argument("--metric3d-model", default="metric3d_vit_giant2",
-                     help="hubconf entry point matching the checkpoint (default metric3d_vit_giant2)")
+    m3d.add_argument("--metric3d-model", default=spec.metric3d_model,
+                     help=f"hubconf entry point matching the checkpoint (default {spec.metric3d_model})")
     m3d.add_argument("--metric3d-trust-checkpoint", action="store_true",
                      help="allow a checkpoint that torch.load(weights_only=True) refuses (it may run code)")
 
@@ -218,7 +230,7 @@ def add_source_arguments(
                       help="occnerf: OccNeRF's nuscenes_semantic folder (samples/CAM_*/<image>_mask.bin)")
 
     oracle = parser.add_argument_group("oracle (SimScenes' exact maps)")
-    oracle.add_argument("--oracle-noise", default="none", choices=tuple(NOISE_PRESETS),
+    oracle.add_argument("--oracle-noise", default=spec.oracle_noise, choices=tuple(NOISE_PRESETS),
                         help="noise preset mimicking foundation-model errors (default: none = exact)")
     for dest, (_, _, help_text) in ORACLE_NOISE_FLAGS.items():
         oracle.add_argument("--" + dest.replace("_", "-"), dest=dest, type=float, default=None, metavar="X",
@@ -226,32 +238,25 @@ def add_source_arguments(
     oracle.add_argument("--oracle-seed", type=int, default=None, help="global seed of the noise (default 0)")
 
 
-def _build(table: dict[str, SourceEntry], kind: str, name: str, args: argparse.Namespace, dataroot: Path):
-    if name not in table:
-        raise EasyOccError(f"unknown {kind} source '{name}' (known: {_names(table)})")
-    return table[name].build(args, dataroot)
+def cached(source, cache_dir: str | Path):
+    """``source`` with its maps cached under ``cache_dir`` (``CachedSemantics`` or ``CachedDepth``)."""
+    from easyocc.labels.sources.cache import CachedDepth, CachedSemantics
 
-
-def _source_from_args(table, kind: str, name: str | None, args: argparse.Namespace, dataroot: str | Path, cached):
-    if name is None:
-        return None
-    source = _build(table, kind, name, args, Path(dataroot))
-    cache_dir = getattr(args, "cache_dir", None)
-    return source if cache_dir is None else cached(source, cache_dir)
+    return CachedSemantics(source, cache_dir) if isinstance(source, SemanticSource) else CachedDepth(source, cache_dir)
 
 
 def semantic_source_from_args(args: argparse.Namespace, dataroot: str | Path) -> SemanticSource | None:
     """The semantic source ``--semantics`` names (cached with --cache-dir); None when no source is named."""
-    from easyocc.labels.sources.cache import CachedSemantics
+    from easyocc.labels.sources.spec import SourceSpec
 
-    return _source_from_args(SEMANTIC_SOURCES, "semantic", args.semantics, args, dataroot, CachedSemantics)
+    return None if args.semantics is None else SourceSpec.from_args(args).semantic_source(dataroot)
 
 
 def depth_source_from_args(args: argparse.Namespace, dataroot: str | Path) -> DepthSource | None:
     """The depth source ``--depth`` names (cached with --cache-dir); None when no source is named."""
-    from easyocc.labels.sources.cache import CachedDepth
+    from easyocc.labels.sources.spec import SourceSpec
 
-    return _source_from_args(DEPTH_SOURCES, "depth", args.depth, args, dataroot, CachedDepth)
+    return None if args.depth is None else SourceSpec.from_args(args).depth_source(dataroot)
 
 
 def sources_from_args(args: argparse.Namespace, dataroot: str | Path) -> tuple[SemanticSource, DepthSource]:
