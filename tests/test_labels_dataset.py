@@ -35,7 +35,8 @@ def test_readme_example_labels_as_the_command_does(tiny_simscenes, tmp_path, cap
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 4 and all(line.startswith("scene-0002 ") for line in printed)  # val, in memory
 
-    assert cli.main(["labels", "--data", str(tiny_simscenes), "--out", str(tmp_path / "cli"), "--frames", "4"]) == 0
+    assert cli.main(["labels", "--data", str(tiny_simscenes), "--out", str(tmp_path / "cli"), "--frames", "4",
+                     "--oracle-noise", "realistic"]) == 0
     capsys.readouterr()
     files = sorted(p.relative_to(tmp_path / "lib") for p in (tmp_path / "lib").glob("*/*/labels.npz"))
     assert files == sorted(p.relative_to(tmp_path / "cli") for p in (tmp_path / "cli").glob("*/*/labels.npz"))

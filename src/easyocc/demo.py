@@ -117,12 +117,10 @@ def make_labels(paths: DemoPaths, settings: DemoSettings, workers: int) -> None:
     """The pseudo-labels of every scene (val too, to score the labels themselves), from the oracle spoiled by the
     noise preset; resumable."""
     from easyocc.labels import DatasetLabeler, LabelConfig
-    from easyocc.labels.sources.noise import NOISE_PRESETS
-    from easyocc.labels.sources.oracle import OracleDepth, OracleSemantics
+    from easyocc.labels.sources import SourceSpec
 
-    noise = NOISE_PRESETS[settings.noise]
-    labeler = DatasetLabeler(paths.data, OracleSemantics(paths.data, noise.semantics, noise.seed),
-                             OracleDepth(paths.data, noise.depth, noise.seed),
+    semantics, depth = SourceSpec(oracle_noise=settings.noise).build(paths.data)
+    labeler = DatasetLabeler(paths.data, semantics, depth,
                              LabelConfig(frames=settings.frames, min_points=settings.min_points), version=VERSION)
     labeler.write(paths.labels, labeler.scenes("all"), workers)
 

@@ -79,7 +79,6 @@ def score_folder(labels_dir: Path, gt_dir: Path):
 def sweep_tasks(args: argparse.Namespace, config, frames: list[int], thresholds: list[int]) -> list:
     """The sweep's tasks (``sweep.SweepTask``: a scene under one noise preset and carving setting, as data): the
     sources built here once per preset, the ego masks read once."""
-    import copy
     import dataclasses
 
     from easyocc.data.nuscenes_index import CAMERA_NAMES
@@ -87,7 +86,7 @@ def sweep_tasks(args: argparse.Namespace, config, frames: list[int], thresholds:
     from easyocc.labels.dataset import select_scenes
     from easyocc.labels.lift import load_ego_masks
     from easyocc.labels.options import scene_names
-    from easyocc.labels.sources import sources_from_args
+    from easyocc.labels.sources import SourceSpec
     from easyocc.labels.sweep import SweepTask
     from easyocc.occ3d import label_path
 
@@ -104,12 +103,10 @@ def sweep_tasks(args: argparse.Namespace, config, frames: list[int], thresholds:
     if not settings or any(c not in carves for c in settings):
         raise EasyOccError(f"--sweep-carve must be on, off or on,off; got '{args.sweep_carve}'")
     masks = load_ego_masks(args.ego_masks, CAMERA_NAMES) if args.ego_masks else None
+    spec = SourceSpec.from_args(args)
     tasks = []
     for preset in presets:
-        preset_args = copy.copy(args)
-        if preset is not None:
-            preset_args.oracle_noise = preset
-        semantics, depth = sources_from_args(preset_args, args.data)
+        semantics, depth = (spec if preset is None else dataclasses.replace(spec, oracle_noise=preset)).build(args.data)
         tasks += [SweepTask(semantics, depth, preset, dataclasses.replace(config, carve=carves[c]), masks, scene,
                             {kf.token: gts[kf.token][1] for kf in scene.keyframes}, frames, thresholds)
                   for c in settings for scene in scenes]
