@@ -259,6 +259,7 @@ def ray_dataset(tmp_path_factory):
     return root, tokens
 
 
+@pytest.mark.slow  # RayIoU of three sample sets, numba and torch
 def test_rayiou_from_the_command_line(ray_dataset, capsys, tmp_path):
     root, tokens = ray_dataset
     pred, gt, _ = write_dataset(tmp_path / "same", tokens, seed=1, same=True)

@@ -112,6 +112,7 @@ def test_casting_equals_brute_force_reference_on_random_grids():
     np.testing.assert_allclose(m_fast.compute().per_class, m_slow.compute().per_class, equal_nan=True)
 
 
+@pytest.mark.slow  # 14,040 rays x 8 origins, twice
 def test_torch_lockstep_caster_equals_numba_bit_for_bit():
     rng = np.random.default_rng(5)
     gt = structured_grid(rng, SMALL_GRID.shape)

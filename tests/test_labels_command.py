@@ -106,6 +106,7 @@ def test_label_quality_scores_a_labels_folder(dataroot, tmp_path, capsys):
     assert 0 < scores["camera"]["IoU"] <= 100 and scores["none"]["mIoU"] is not None
 
 
+@pytest.mark.slow  # labels a dataroot per sweep setting
 def test_label_quality_sweep_writes_table_and_plot(dataroot, tmp_path, capsys):
     out = tmp_path / "sweep"
     code = cli.main(["label-quality", "--sweep", "--data", str(dataroot), "--version", VERSION, "--gt",
