@@ -50,7 +50,7 @@ from easyocc.data.synthetic.world import World, WorldStyle, build_world
 from easyocc.errors import InputError
 from easyocc.fileio import atomic_write, save_json, sweep_temporaries
 from easyocc.geometry import invert_transform, yaw_rotation
-from easyocc.occ3d import CLASS_IDS, write_labels
+from easyocc.occ3d import CLASS_IDS, label_path, write_labels
 
 #: Written last-but-not-least: marks a directory as a SimScenes dataset that ``generate_dataset`` may overwrite.
 MANIFEST = "simscenes.json"
@@ -381,8 +381,7 @@ class _SceneWriter:
             mask_camera = self._camera_mask(semantics, renders, ref_T_local)
             mask_lidar = self._lidar_mask(n, scans, ref_T_local)
         with timer("writing"):
-            write_labels(self.out / "gts" / self.name / sample_tokens[n] / "labels.npz", semantics, mask_lidar,
-                         mask_camera)
+            write_labels(label_path(self.out / "gts", self.name, sample_tokens[n]), semantics, mask_lidar, mask_camera)
         with timer("annotations"):
             annotations.extend(self._annotations(n, t, scan, renders))
         self.report.keyframes += 1
