@@ -134,7 +134,7 @@ def test_ground_truth_scored_against_itself_is_perfect(tiny_simscenes, index, tm
         assert (labels.semantics[:, :, :2] == FREE).all()  # below the ground
         assert (labels.mask_camera[:, :, :2] == 0).all() and (labels.mask_lidar[:, :, :2] == 0).all()
     report = evaluate_dirs(tmp_path, tiny_simscenes / "gts", mask="camera", workers=1, progress=False,
-                           rayiou=True, data_root=str(tiny_simscenes), version="v1.0-mini", ray_device="numba")
+                           rayiou=True, data_root=str(tiny_simscenes), version="v1.0-mini", ray_backend="numba")
     assert report.num_samples == len(index)
     present = ~np.isnan(report.scores.per_class[:17])
     assert present.sum() >= 12

@@ -25,11 +25,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", metavar="NUSCENES_ROOT", help="nuScenes-format dataroot giving the ray origins")
     parser.add_argument("--version", default="auto", help="nuScenes table version (default auto: the dataroot's only "
                         "v1.0-* folder, v1.0-trainval among several)")
-    parser.add_argument(
-        "--ray-device",
-        default="auto",
-        help="RayIoU caster: numba (CPU), cpu or cuda[:i] (torch), auto = cuda when available (default)",
-    )
+    parser.add_argument("--ray-backend", default="auto",
+                        help="RayIoU caster: numba (CPU kernels), torch (on --ray-device) or auto (default: torch on a "
+                             "GPU, numba on the CPU)")
+    parser.add_argument("--ray-device", default="auto",
+                        help="where the torch caster runs: auto (default: the GPU when torch sees one), cpu, cuda, "
+                             "cuda:N")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -44,16 +45,12 @@ def run(args: argparse.Namespace) -> int:
         raise EasyOccError("--workers must be at least 1")
     if args.json:
         require_file_path(args.json)
-    config = EvalConfig(
-        mask=args.mask,
-        allow_missing=args.allow_missing,
-        workers=args.workers,
-        rayiou=args.rayiou,
-        data_root=args.data,
-        version=args.version,
-        ray_device=args.ray_device,
-        progress=not args.no_progress,
-    )
+    try:
+        config = EvalConfig(mask=args.mask, allow_missing=args.allow_missing, workers=args.workers,
+                            rayiou=args.rayiou, data_root=args.data, version=args.version, ray_device=args.ray_device,
+                            ray_backend=args.ray_backend, progress=not args.no_progress)
+    except ValueError as exc:
+        raise EasyOccError(str(exc)) from None
     report = evaluate_dirs(args.pred, args.gt, config)
     print(format_report(report))
     if args.json:
