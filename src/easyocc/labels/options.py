@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+from dataclasses import fields, replace
 from pathlib import Path
 
 from easyocc.errors import EasyOccError, InputError
@@ -18,7 +18,10 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     d = LabelConfig()
     g = parser.add_argument_group("3D stage (Easy3D-Labels)")
     g.add_argument("--config", type=Path, default=None,
-                   help="YAML file of label settings, or a built-in name (labels); flags override it")
+                   help="YAML file of label settings, or a built-in name (labels); --set and the flags override it")
+    g.add_argument("--set", dest="overrides", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="override label settings by field name, values as YAML, e.g. --set frames=5 carve=false "
+                        "dynamic_classes=[4,7]; the flags below override these")
     g.add_argument("--frames", type=int, default=None, help=f"previous keyframes added to each one (default {d.frames})")
     g.add_argument("--min-points", type=int, default=None,
                    help=f"points a voxel needs to be occupied (default {d.min_points})")
@@ -90,13 +93,25 @@ def load_config_file(path: Path) -> dict:
 
 
 def config_from_args(args: argparse.Namespace) -> LabelConfig:
+    """The settings of ``--config`` (a file), then ``--set key=value`` (typed like the training config's, through
+    ``easyocc.config``), then the flags; one-line errors naming the file, ``--set`` or the settings."""
+    from easyocc.config import ConfigError, apply_overrides
+
     values = load_config_file(args.config) if getattr(args, "config", None) else {}
+    flags = {}
     for f in fields(LabelConfig):
         value = getattr(args, f.name, None)
         if value is not None:
-            values[f.name] = parse_class_names(value) if f.name == "dynamic_classes" else value
+            flags[f.name] = parse_class_names(value) if f.name == "dynamic_classes" else value
+    overrides = getattr(args, "overrides", None) or []
     try:
-        return LabelConfig(**values)
+        if not overrides:
+            return LabelConfig(**{**values, **flags})
+        try:
+            config = apply_overrides(LabelConfig(**values), overrides)
+        except ConfigError as exc:
+            raise InputError("--set", str(exc)) from None
+        return replace(config, **flags)
     except TypeError as exc:
         raise EasyOccError(f"invalid label settings: {exc}") from None
 
