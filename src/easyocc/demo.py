@@ -89,10 +89,9 @@ def synth_config(settings: DemoSettings):
     from easyocc.data.synthetic.generate import SynthConfig
 
     # No camera sweeps: the EasyOcc model trains on keyframes only (neighbours: 1.7-2.1x the world stage).
-    config = SynthConfig(scenes=settings.scenes, keyframes=settings.keyframes,
-                         image_size=tuple(settings.image_size), seed=settings.seed, sweeps="none", version=VERSION)
     try:
-        config.validate()
+        config = SynthConfig(scenes=settings.scenes, keyframes=settings.keyframes,
+                             image_size=tuple(settings.image_size), seed=settings.seed, sweeps="none", version=VERSION)
     except ValueError as exc:
         raise EasyOccError(str(exc)) from None
     if settings.scenes < 2:

@@ -29,10 +29,9 @@ def run(args: argparse.Namespace) -> int:
     if args.preview:
         require_file_path(args.preview)
     sweeps = {} if args.sweeps is None else {"sweeps": args.sweeps}  # SynthConfig holds the default
-    config = SynthConfig(scenes=args.scenes, keyframes=args.keyframes, image_size=tuple(args.image_size),
-                         seed=args.seed, **sweeps)
     try:
-        config.validate()
+        config = SynthConfig(scenes=args.scenes, keyframes=args.keyframes, image_size=tuple(args.image_size),
+                             seed=args.seed, **sweeps)
     except ValueError as exc:
         raise EasyOccError(str(exc)) from None
     report = generate_dataset(args.out, config, progress=not args.quiet)

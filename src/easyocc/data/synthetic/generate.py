@@ -91,7 +91,7 @@ class SynthConfig:
     style: WorldStyle = WorldStyle()
     version: str = "v1.0-mini"
 
-    def validate(self) -> None:
+    def __post_init__(self):
         if self.scenes < 1 or self.keyframes < 1:
             raise ValueError(f"need at least one scene and one keyframe, got {self.scenes} x {self.keyframes}")
         w, h = self.image_size
@@ -206,7 +206,6 @@ def prepare_output(out_dir: Path) -> None:
 
 def generate_dataset(out_dir, config: SynthConfig = SynthConfig(), progress: bool = True) -> GenerationReport:
     """Generate a SimScenes dataset under ``out_dir`` (see the module docstring for what is written)."""
-    config.validate()
     out_dir = Path(out_dir)
     prepare_output(out_dir)
     names = [f"scene-{i + 1:04d}" for i in range(config.scenes)]
