@@ -257,6 +257,25 @@ def test_option_errors(dataset, capsys):
     assert "unknown ray backend 'cuda'" in line
 
 
+def test_config_file_then_set_then_options(dataset, capsys, tmp_path):
+    """``--config`` YAML of EvalConfig fields, then ``--set``, then the options, through ``easyocc.config``."""
+    pred, gt, _ = dataset
+    config = tmp_path / "eval.yaml"
+    config.write_text("mask: none\nworkers: 2\n")
+    masks = {}
+    for name, extra in (("file", []), ("set", ["--set", "mask=lidar"]), ("option", ["--set", "mask=lidar", "--mask",
+                                                                                   "camera+lidar"])):
+        code, _, _ = run_eval(capsys, "--pred", pred, "--gt", gt, "--config", config, *extra, "--json",
+                              tmp_path / f"{name}.json")
+        assert code == 0
+        masks[name] = json.loads((tmp_path / f"{name}.json").read_text())["mask"]
+    assert masks == {"file": "none", "set": "lidar", "option": "camera+lidar"}
+    config.write_text("mask: none\nray_devise: cpu\n")
+    line = one_error_line(*run_eval(capsys, "--pred", pred, "--gt", gt, "--config", config)[::2])
+    assert str(config) in line and "unknown key 'ray_devise'" in line
+    line = one_error_line(*run_eval(capsys, "--pred", pred, "--gt", gt, "--set", "rayiou=true")[::2])
+    assert "--data" in line
+
 @pytest.fixture(scope="module")
 def ray_dataset(tmp_path_factory):
     """Two scenes of a tiny nuScenes dataroot, with GT and predictions for each keyframe."""

@@ -67,8 +67,11 @@ class EvalConfig:
     def __post_init__(self):
         if self.mask not in MASK_KEYS:
             raise ValueError(f"unknown mask '{self.mask}' (known: {', '.join(MASK_KEYS)})")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers (--workers) must be at least 1, got {self.workers}")
         if self.rayiou and not self.data_root:
-            raise ValueError("RayIoU needs data_root: the nuScenes-format dataroot that gives the LiDAR origins")
+            raise ValueError("RayIoU needs data_root (--data NUSCENES_ROOT): the nuScenes-format dataroot that gives "
+                             "the LiDAR origins")
         if self.ray_device == "numba":
             raise ValueError("ray device 'numba' names an implementation, not a device: use --ray-backend numba "
                              "(ray_backend='numba'); the devices are auto, cpu, cuda, cuda:N")
