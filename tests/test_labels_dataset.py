@@ -77,3 +77,23 @@ def test_in_memory_labels_equal_the_written_ones_and_shards_partition(tiny_simsc
         DatasetLabeler(tiny_simscenes, OracleSemantics(tiny_simscenes), OracleDepth(tiny_simscenes), device="gpu")
     with pytest.raises(EasyOccError, match="dataroot not found"):
         DatasetLabeler(tmp_path / "nowhere", OracleSemantics(tmp_path), OracleDepth(tmp_path))
+
+
+def test_the_torch_backend_on_the_cpu_gives_the_numba_labels(tiny_simscenes):
+    from easyocc.labels import DatasetLabeler, LabelConfig
+    from easyocc.labels.sources import SourceSpec
+
+    semantics, depth = SourceSpec(oracle_noise="realistic").build(tiny_simscenes)
+
+    def labels(backend):
+        labeler = DatasetLabeler(tiny_simscenes, semantics, depth, LabelConfig(frames=1, pixel_stride=2),
+                                 device="cpu", backend=backend)
+        return [labels for _, _, labels in labeler.labels(labeler.scenes("val"))]
+
+    numba, torch = labels("numba"), labels("torch")
+    assert len(numba) == len(torch) == 4 and labels("auto")[1].semantics.tobytes() == numba[1].semantics.tobytes()
+    for a, b in zip(numba, torch):
+        for key in ("semantics", "mask_camera", "mask_lidar"):
+            np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    with pytest.raises(EasyOccError, match="unknown backend 'gpu'"):
+        DatasetLabeler(tiny_simscenes, semantics, depth, backend="gpu")

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from easyocc.devices import BACKENDS
 from easyocc.errors import EasyOccError, InputError
 from easyocc.evaluation.metrics import ConfusionMatrix, VoxelScores
 from easyocc.evaluation.protocols import MASK_DESCRIPTIONS, MASK_KEYS, ray_protocols, voxel_protocols
@@ -36,10 +37,6 @@ GT_PATTERN = "<scene>/<sample_token>/labels.npz"
 #: Samples per task sent to a worker: large enough to amortise the hand-off, small enough for a smooth progress bar.
 _CHUNK = 32
 _IN_FLIGHT_PER_WORKER = 3
-
-
-#: The RayIoU casters: numba's CPU kernels, torch on a device, or auto (torch on a GPU, numba on the CPU).
-RAY_BACKENDS = ("auto", "numba", "torch")
 
 
 @dataclass(frozen=True)
@@ -75,8 +72,8 @@ class EvalConfig:
         if self.ray_device == "numba":
             raise ValueError("ray device 'numba' names an implementation, not a device: use --ray-backend numba "
                              "(ray_backend='numba'); the devices are auto, cpu, cuda, cuda:N")
-        if self.ray_backend not in RAY_BACKENDS:
-            raise ValueError(f"unknown ray backend '{self.ray_backend}' ({', '.join(RAY_BACKENDS)})")
+        if self.ray_backend not in BACKENDS:
+            raise ValueError(f"unknown ray backend '{self.ray_backend}' ({', '.join(BACKENDS)})")
 
 
 # ---------------------------------------------------------------------------------------------------- discovery
@@ -393,15 +390,13 @@ def _ray_origins(pairing: Pairing, data_root: str, version: str) -> dict[str, np
 def ray_caster(config: EvalConfig):
     """("numba", None) or ("torch", torch.device): the RayIoU caster ``config`` asks for, its device checked
     (``easyocc.devices``). numba runs on the CPU, so it refuses a CUDA device rather than ignore it."""
-    from easyocc.devices import resolve_device
+    from easyocc.devices import resolve_backend, resolve_device
 
     try:
         device = resolve_device(config.ray_device)
     except EasyOccError as exc:
         raise EasyOccError(f"ray device: {exc}") from None
-    backend = config.ray_backend
-    if backend == "auto":
-        backend = "torch" if device.type == "cuda" else "numba"
+    backend = resolve_backend(config.ray_backend, device)
     if backend == "numba" and device.type == "cuda" and config.ray_device != "auto":
         raise EasyOccError(f"ray backend numba runs on the CPU and does not use ray device {config.ray_device} "
                            "(the torch backend casts on the GPU)")

@@ -26,6 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of <CAMERA>_mask.png ego-vehicle masks (dark = car body, dropped)")
     parser.add_argument("--workers", type=int, default=1, help="processes on this machine, a scene per task")
     parser.add_argument("--shard", default=None, metavar="i/n", help="label only shard i of n (scenes split by name)")
+    parser.add_argument("--backend", default="auto", help="the 3D stage's implementation: numba (CPU kernels), torch "
+                        "(on --device) or auto (default: torch on a GPU, numba on the CPU); the labels are the same")
     add_source_arguments(parser)
     add_config_arguments(parser)
 
@@ -47,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
         require_folder_or_absent(args.cache_dir, "2D cache folder")
     semantics, depth = sources_from_args(args, args.data)
     labeler = DatasetLabeler(args.data, semantics, depth, config, version=args.version, ego_masks=args.ego_masks,
-                             device=args.device)
+                             device=args.device, backend=args.backend)
     scenes = labeler.scenes(args.split, scene_names(args.scenes), shard)
     labeler.claim(args.out)
     for s in scenes:

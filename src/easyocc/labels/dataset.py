@@ -143,8 +143,9 @@ class DatasetLabeler:
     data_root, version: the dataroot and its table version (``auto``: its only ``v1.0-*`` folder, v1.0-trainval
     among several); semantics, depth: the 2D sources (``easyocc.labels.sources``; wrap them in ``CachedSemantics``
     / ``CachedDepth`` to cache their maps); config: the 3D stage's settings; ego_masks: a folder of
-    ``<CAMERA>_mask.png`` (dark = the car's body, dropped); device: where the 3D stage counts and votes (auto, cpu,
-    cuda, cuda:N: numba's CPU kernels on the CPU, torch on a GPU).
+    ``<CAMERA>_mask.png`` (dark = the car's body, dropped); device: where the 3D stage runs (auto, cpu, cuda,
+    cuda:N); backend: its implementation, numba (CPU kernels), torch (on ``device``) or auto (torch on a GPU, numba
+    on the CPU), both giving the same labels (``easyocc.devices``).
 
     Everything is checked here, before anything is written: a one-line error for a missing dataroot, an unknown
     version, an unreadable mask, a bad device.
@@ -152,7 +153,7 @@ class DatasetLabeler:
 
     def __init__(self, data_root: str | Path, semantics: SemanticSource, depth: DepthSource,
                  config: LabelConfig = LabelConfig(), version: str = "auto", ego_masks: str | Path | None = None,
-                 device: str = "auto"):
+                 device: str = "auto", backend: str = "auto"):
         from easyocc.data.nuscenes_index import CAMERA_NAMES, resolve_version
         from easyocc.devices import resolve_device
         from easyocc.labels.lift import load_ego_masks
@@ -163,8 +164,7 @@ class DatasetLabeler:
         self.version = resolve_version(self.data_root, version)
         self.ego_masks = None if ego_masks is None else Path(ego_masks)
         masks = None if ego_masks is None else load_ego_masks(ego_masks, CAMERA_NAMES)
-        # "cpu" runs the numba kernels, a CUDA device the torch ones (labels.pipeline).
-        self._work = _Work(semantics, depth, config, masks, str(resolve_device(device)))
+        self._work = _Work(semantics, depth, config, masks, _pipeline_device(resolve_device(device), backend))
 
     @property
     def config(self) -> LabelConfig:
@@ -228,6 +228,20 @@ class DatasetLabeler:
     def _temporaries(self, out: Path) -> list[Path]:
         """The folders its writers write into: ``out`` and the sources' caches."""
         return [out, *_cache_folders(self._work.semantics, self._work.depth)]
+
+
+def _pipeline_device(device, backend: str) -> str:
+    """The 3D stage's device as ``labels.pipeline`` names it: "cpu" runs the numba kernels, a torch device name the
+    torch path ("torch-cpu": torch on the CPU)."""
+    from easyocc.devices import resolve_backend
+
+    if resolve_backend(backend, device) == "numba":
+        return "cpu"
+    if device.type == "cpu":
+        from easyocc.labels.torch_backend import TORCH_CPU
+
+        return TORCH_CPU
+    return str(device)
 
 
 def _cache_folders(*sources) -> list[Path]:
