@@ -12,7 +12,8 @@ The library face: :class:`DatasetLabeler` (``dataset``) labels a nuScenes-format
   frames x min-points sweep scored against ground truth;
 - ``config``: ``LabelConfig``; ``options``: the command-line flags of the stage; ``command``/``quality``: the
   commands ``easyocc labels`` and ``easyocc label-quality``;
-- ``torch_backend``: the GPU path; ``toyworld``: an analytic scene for tests and benchmarks.
+- ``backend``: the implementation picked once (numba's kernels, or ``torch_backend`` on a device);
+  ``toyworld``: an analytic scene for tests and benchmarks.
 """
 
 from easyocc.labels.config import LabelConfig

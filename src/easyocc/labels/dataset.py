@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from easyocc.data.nuscenes_index import Keyframe, Scene
+    from easyocc.labels.backend import LabelBackend
     from easyocc.labels.pipeline import KeyframeLabels, SceneLabeler
     from easyocc.labels.sources.base import DepthSource, SemanticSource
 
@@ -128,12 +129,12 @@ class _Work:
     depth: DepthSource
     config: LabelConfig
     ego_masks: dict[str, np.ndarray] | None
-    device: str
+    backend: LabelBackend
 
     def scene_labeler(self) -> SceneLabeler:
         from easyocc.labels.pipeline import CameraObserver, SceneLabeler
 
-        observer = CameraObserver(self.semantics, self.depth, self.config, self.ego_masks, device=self.device)
+        observer = CameraObserver(self.semantics, self.depth, self.config, self.ego_masks, backend=self.backend)
         return SceneLabeler(observer, self.config)
 
 
@@ -156,6 +157,7 @@ class DatasetLabeler:
                  device: str = "auto", backend: str = "auto"):
         from easyocc.data.nuscenes_index import CAMERA_NAMES, resolve_version
         from easyocc.devices import resolve_device
+        from easyocc.labels.backend import label_backend
         from easyocc.labels.lift import load_ego_masks
 
         self.data_root = Path(data_root)
@@ -164,15 +166,16 @@ class DatasetLabeler:
         self.version = resolve_version(self.data_root, version)
         self.ego_masks = None if ego_masks is None else Path(ego_masks)
         masks = None if ego_masks is None else load_ego_masks(ego_masks, CAMERA_NAMES)
-        self._work = _Work(semantics, depth, config, masks, _pipeline_device(resolve_device(device), backend))
+        self._work = _Work(semantics, depth, config, masks, label_backend(backend, resolve_device(device)))
 
     @property
     def config(self) -> LabelConfig:
         return self._work.config
 
     @property
-    def device(self) -> str:
-        return self._work.device
+    def backend(self) -> LabelBackend:
+        """The 3D stage's implementation (``labels.backend``: numba, or torch on a device)."""
+        return self._work.backend
 
     def scenes(self, split: str = "train", names: Sequence[str] | None = None,
                shard: tuple[int, int] = (0, 1)) -> list[Scene]:
@@ -228,20 +231,6 @@ class DatasetLabeler:
     def _temporaries(self, out: Path) -> list[Path]:
         """The folders its writers write into: ``out`` and the sources' caches."""
         return [out, *_cache_folders(self._work.semantics, self._work.depth)]
-
-
-def _pipeline_device(device, backend: str) -> str:
-    """The 3D stage's device as ``labels.pipeline`` names it: "cpu" runs the numba kernels, a torch device name the
-    torch path ("torch-cpu": torch on the CPU)."""
-    from easyocc.devices import resolve_backend
-
-    if resolve_backend(backend, device) == "numba":
-        return "cpu"
-    if device.type == "cpu":
-        from easyocc.labels.torch_backend import TORCH_CPU
-
-        return TORCH_CPU
-    return str(device)
 
 
 def _cache_folders(*sources) -> list[Path]:

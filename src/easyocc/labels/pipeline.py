@@ -25,8 +25,9 @@ import numpy as np
 
 from easyocc.data.nuscenes_index import Keyframe, Scene
 from easyocc.geometry import transform_points
-from easyocc.labels.aggregate import PosedFrame, posed_frame_from_cloud, remove_outliers, window_counts
-from easyocc.labels.cells import cells_from_image, cells_from_points, merge_runs
+from easyocc.labels.aggregate import PosedFrame, posed_frame_from_cloud, remove_outliers
+from easyocc.labels.backend import LabelBackend, NumbaBackend
+from easyocc.labels.cells import cells_from_points
 from easyocc.labels.config import LabelConfig
 from easyocc.labels.lift import SemanticCloud, lift_image, resize_mask
 from easyocc.labels.sources.base import DepthSource, SemanticSource, check_depth, check_semantics
@@ -39,8 +40,10 @@ from easyocc.labels.visibility import (
     see_through_voxels,
     traverse,
 )
-from easyocc.labels.voxelize import vote
 from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid, label_path, write_labels
+
+#: The default implementation: numba's CPU kernels.
+NUMBA = NumbaBackend()
 
 @dataclass(frozen=True)
 class KeyframeLabels:
@@ -55,14 +58,14 @@ class KeyframeLabels:
 
 
 def label_window(
-    window: Sequence[PosedFrame], config: LabelConfig, grid: VoxelGrid = OCC3D_GRID, device: str = "cpu"
+    window: Sequence[PosedFrame], config: LabelConfig, grid: VoxelGrid = OCC3D_GRID,
+    backend: LabelBackend = NUMBA,
 ) -> KeyframeLabels:
     """Pseudo-labels of the last frame of ``window`` (frames in time order, each with its pose).
 
     The window's length is the caller's choice (``config.frames`` is applied by :class:`SceneLabeler`); free space
     comes from the current frame's rays (none when it has no rays: then nothing is observed free).
-    device: "cpu" runs the numba kernels; a torch device (e.g. "cuda", or "torch-cpu" for torch on the CPU) counts
-    and votes with torch there.
+    backend: who counts and votes (:func:`~easyocc.labels.backend.label_backend`; numba on the CPU by default).
     """
     rays = window[-1].rays
     traversed = traverse(rays, grid) if rays is not None else np.zeros(grid.shape, np.uint8)
@@ -70,15 +73,7 @@ def label_window(
     carved = None
     if config.carve and views and len(window) > 1:
         carved = see_through_voxels(list(views), config.carve_margin, grid)
-    if device == "cpu":
-        counts = window_counts(window, config.dynamic_classes, grid, carved)
-        semantics, total = vote(counts.counts, config.min_points)
-        current = counts.current
-    else:
-        from easyocc.labels.torch_backend import window_vote
-
-        semantics, total, current = window_vote(window, config.dynamic_classes, config.min_points, device, grid,
-                                                carved)
+    semantics, total, current = backend.window_vote(window, config.dynamic_classes, config.min_points, grid, carved)
     mask_camera, mask_lidar = label_masks(semantics != 17, total, traversed, current)
     return KeyframeLabels(semantics, mask_lidar, mask_camera)
 
@@ -110,15 +105,16 @@ class CameraObserver:
         config: LabelConfig,
         ego_masks: dict[str, np.ndarray] | None = None,
         grid: VoxelGrid = OCC3D_GRID,
-        device: str = "cpu",
+        backend: LabelBackend = NUMBA,
     ):
-        """device: "cpu" lifts with the numba kernels; a torch device (e.g. "cuda") lifts with torch there."""
+        """backend: who lifts images into cells (:func:`~easyocc.labels.backend.label_backend`; numba by
+        default)."""
         self.semantic_source = semantic_source
         self.depth_source = depth_source
         self.config = config
         self.ego_masks = ego_masks or {}
         self.grid = grid
-        self.device = device
+        self.backend = backend
         self._resized_masks: dict[tuple[str, int, int], np.ndarray] = {}
 
     def keep_mask(self, camera: str, width: int, height: int) -> np.ndarray | None:
@@ -144,14 +140,9 @@ class CameraObserver:
             semantics, depth = self.maps(keyframe, camera)
             keep = self.keep_mask(camera, frame.width, frame.height)
             ref_T_cam = keyframe.ref_T_cam(camera)
-            if cfg.cell_divisions and self.device != "cpu":
-                from easyocc.labels.torch_backend import image_keys
-
-                runs.append(image_keys(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride, cfg.max_range,
-                                       cfg.cell_divisions, self.device, self.grid))
-            elif cfg.cell_divisions:
-                runs.append(cells_from_image(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride,
-                                             cfg.max_range, cfg.cell_divisions, self.grid))
+            if cfg.cell_divisions:
+                runs.append(self.backend.image_runs(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride,
+                                                    cfg.max_range, cfg.cell_divisions, self.grid))
             else:
                 points.append(lift_image(depth, semantics, frame.K, ref_T_cam, cfg.pixel_stride, cfg.max_range, keep))
             if with_rays:
@@ -159,12 +150,8 @@ class CameraObserver:
                 rays.append(camera_rays(depth, semantics, frame.K, ref_T_cam, stride, keep, cfg.max_range))
                 if cfg.carve:
                     views.append(depth_view(depth, semantics, frame.K, ref_T_cam, keep))
-        if cfg.cell_divisions and self.device != "cpu":
-            from easyocc.labels.torch_backend import cells_from_keys
-
-            cells = cells_from_keys(runs, cfg.cell_divisions, self.grid)
-        elif cfg.cell_divisions:
-            cells = merge_runs(runs, cfg.cell_divisions, self.grid)
+        if cfg.cell_divisions:
+            cells = self.backend.frame_cells(runs, cfg.cell_divisions, self.grid)
         else:
             cloud = SemanticCloud.concatenate(points)
             cells = cells_from_points(cloud.points, cloud.classes, 0, self.grid)
@@ -200,7 +187,7 @@ class SceneLabeler:
                 elif i == t and window[i].rays is None:
                     window[i] = self.observer.observe(scene.keyframes[i], with_rays=True)
             frames = [window[i] for i in range(first, t + 1)]
-            yield keyframe, label_window(frames, self.config, self.grid, self.observer.device)
+            yield keyframe, label_window(frames, self.config, self.grid, self.observer.backend)
             # Rays and depth views serve only while a frame is the current one; drop them to keep the window small.
             window[t] = window[t].past()
 

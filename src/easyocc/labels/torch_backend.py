@@ -17,12 +17,9 @@ from easyocc.labels.cells import CLASS_BITS, XY_BITS, XY_OFFSET, Z_BITS, Z_OFFSE
 from easyocc.occ3d import FREE, NUM_SEMANTIC_CLASSES, OCC3D_GRID, VoxelGrid
 
 
-#: Device name that runs the torch path on the CPU (the plain "cpu" selects the numba kernels).
-TORCH_CPU = "torch-cpu"
-
-
 def torch_device(device: torch.device | str) -> torch.device:
-    return torch.device("cpu") if device == TORCH_CPU else torch.device(device)
+    """The device the torch path runs on (``labels.backend.TorchBackend`` holds it: a GPU, or the CPU in tests)."""
+    return torch.device(device)
 
 
 def _affine(R: torch.Tensor, t: torch.Tensor, x, y, z):
