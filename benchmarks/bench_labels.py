@@ -115,7 +115,7 @@ def run_fast(folder: Path, num_keyframes: int, width: int, height: int, first: i
     _, scene = build_scene(num_keyframes, width, height)
     maps = InMemory(folder, scene)
     rss_maps = peak_rss_mb()
-    cfg = LabelConfig(frames=FRAMES)
+    cfg = LabelConfig(frames=FRAMES, future_frames=0, pass_through=False)  # the reference's recipe
     labeler = SceneLabeler(CameraObserver(maps.semantics, maps.depth, cfg), cfg)
     times, labels = [], {}
     start = time.perf_counter()
@@ -187,7 +187,7 @@ def run_reference(folder: Path, num_keyframes: int, width: int, height: int, key
     _, scene = build_scene(num_keyframes, width, height)
     maps = InMemory(folder, scene)
     rss_maps = peak_rss_mb()
-    cfg = LabelConfig(frames=FRAMES)
+    cfg = LabelConfig(frames=FRAMES, future_frames=0, pass_through=False)  # the reference's recipe
     times, out = [], {}
     for t in keyframes:
         start = time.perf_counter()

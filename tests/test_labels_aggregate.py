@@ -86,7 +86,7 @@ def test_dynamic_points_of_past_frames_are_left_out():
         # The car drives 3 m per frame while the ego drives 2 m: it sits at a new place in the world each time.
         points = np.concatenate([car + [1.0 * f, 0, 0], [[-6.0, 7.0, 0.1]]]).astype(np.float32)
         frames.append(posed_frame_from_cloud(SemanticCloud(points, np.array([4, 15], np.uint8)), global_T_ego))
-    labels = label_window(frames, LabelConfig(min_points=1))
+    labels = label_window(frames, LabelConfig(min_points=1, pass_through=False))
     assert (labels.semantics == 4).sum() == 1
     assert labels.semantics[tuple(OCC3D_GRID.indices(car + [1.0 * 2, 0, 0])[0][0])] == 4
     assert (labels.semantics == 15).sum() == 3  # the static point, seen from three places, lands in three voxels
@@ -127,3 +127,35 @@ def test_vote_threshold_and_ties():
     sem, occ = voxelize_points(points, np.array([13, 14, 14], np.uint8), 1)
     ijk = OCC3D_GRID.indices(points[:1])[0][0]
     assert sem[tuple(ijk)] == 13 and occ.sum() == 2  # 0.1 and 0.15 share a voxel (a tie), 0.3 is one layer up
+
+
+def test_rare_class_priority_in_the_vote():
+    counts = np.zeros((3, 1, 1, 17), np.uint32)
+    counts[0, 0, 0, [8, 11]] = [3, 40]  # a cone's points in a road voxel
+    counts[1, 0, 0, [1, 8, 11]] = [4, 4, 40]  # two rare classes tie: the lower id
+    counts[2, 0, 0, [8, 11]] = [1, 40]  # too few cone points
+    plain, _ = vote(counts, 2)
+    assert plain.ravel().tolist() == [11, 11, 11]
+    rare, total = vote(counts, 2, rare_classes=(1, 8), rare_min_points=2)
+    assert rare.ravel().tolist() == [8, 1, 11] and total.ravel().tolist() == [43, 48, 41]
+    # Occupancy still needs min_points in all.
+    assert vote(counts, 50, rare_classes=(1, 8), rare_min_points=2)[0].ravel().tolist() == [FREE] * 3
+
+
+def test_a_cone_beside_the_road_keeps_its_voxel():
+    """A dense road patch and a thin cone standing on it: the plain vote hands the cone's voxels to the road."""
+    g = np.arange(0.0, 2.0, 0.02)
+    road = np.stack(np.meshgrid(10 + g, 3 + g, [0.0], indexing="ij"), -1).reshape(-1, 3)
+    h = np.arange(0.0, 0.6, 0.05)
+    cone = np.stack(np.meshgrid([10.81, 10.85], [3.81, 3.85], h, indexing="ij"), -1).reshape(-1, 3)
+    points = np.concatenate([road, cone]).astype(np.float32)
+    classes = np.concatenate([np.full(len(road), 11), np.full(len(cone), 8)]).astype(np.uint8)
+    frame = posed_frame_from_cloud(SemanticCloud(points, classes), np.eye(4), divisions=0)
+    cone_voxel = tuple(OCC3D_GRID.indices(np.array([[10.83, 3.83, 0.0]]))[0][0])
+    above = cone_voxel[:2] + (cone_voxel[2] + 1,)
+    plain = label_window([frame], LabelConfig(min_points=1, pass_through=False))
+    rare = label_window([frame], LabelConfig(min_points=1, rare_priority=True, rare_min_points=3))
+    assert plain.semantics[cone_voxel] == 11 and plain.semantics[above] == 8
+    assert rare.semantics[cone_voxel] == 8 and rare.semantics[above] == 8
+    changed = plain.semantics != rare.semantics
+    assert changed.sum() == 1  # the road around it stays road

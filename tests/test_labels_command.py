@@ -51,6 +51,16 @@ def test_labels_resume_and_manifest(dataroot, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "manifest.json" in err and "min_points 2 -> 5" in err
 
+    # A folder labelled before the 2026 label ideas existed (its manifest lacks their keys) resumes with them off,
+    # and is refused with one of them on.
+    for key in ("future_frames", "pass_through", "pass_through_ratio", "rare_priority", "rare_classes",
+                "rare_min_points"):
+        del manifest["config"][key]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    assert labels(dataroot, out, "--no-pass-through", "--no-rare-priority", "--future-frames", "0") == 0
+    assert labels(dataroot, out, "--future-frames", "1") == 2
+    assert "future_frames 0 -> 1" in capsys.readouterr().err
+
 
 def test_workers_give_the_same_labels(dataroot, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
@@ -117,3 +127,18 @@ def test_label_quality_sweep_writes_table_and_plot(dataroot, tmp_path, capsys):
     assert len(rows) == 2 * 2 * 2 * 2 and all(r["keyframes"] == 6 for r in rows)
     assert (out / "label_sweep.png").stat().st_size > 10_000 and (out / "label_sweep.csv").is_file()
     assert "| noise | carving | past frames |" in (out / "label_sweep.md").read_text()
+
+
+def test_readme_labels_example_of_the_paper_window_runs_as_written(dataroot, tmp_path):
+    """The README's "Beyond the paper" example (ideas off), on the toy dataroot: its manifest records them off."""
+    from test_readme_examples import readme_commands, substitute
+
+    command = ("easyocc labels --data data/simscenes --out labels-paper/ --semantics oracle --depth oracle "
+               "--oracle-noise realistic --future-frames 0 --no-pass-through")
+    assert command in readme_commands()
+    out = tmp_path / "labels-paper"
+    assert cli.main(substitute(command, {"data/simscenes": dataroot, "labels-paper/": out}) + ["--version", VERSION,
+                                                                                              "--frames", "2"]) == 0
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    assert (config["future_frames"], config["pass_through"], config["rare_priority"]) == (0, False, False)
+    assert len(written(out)) > 0

@@ -61,3 +61,26 @@ def test_set_overrides_the_file_and_the_flags_override_set(tmp_path):
         config_from_args(parser.parse_args(["--set", "frames=2.5"]))
     with pytest.raises(EasyOccError, match="frames must be >= 0"):
         config_from_args(parser.parse_args(["--set", "frames=-1"]))
+
+
+def test_label_ideas_flags_and_yaml(tmp_path):
+    config = parse("--future-frames", "3", "--pass-through", "--pass-through-ratio", "0.8", "--rare-priority",
+                   "--rare-classes", "traffic_cone,barrier", "--rare-min-points", "4")
+    assert (config.future_frames, config.pass_through, config.pass_through_ratio) == (3, True, 0.8)
+    assert config.rare_priority and config.rare_min_points == 4
+    assert config.rare_classes == tuple(sorted((CLASS_IDS["traffic_cone"], CLASS_IDS["barrier"])))
+    assert config.manifest()["rare_classes"] == list(config.rare_classes)
+    path = tmp_path / "labels.yaml"
+    path.write_text("future_frames: 2\npass_through: true\nrare_priority: true\nrare_classes: [pedestrian]\n")
+    from_yaml = parse("--config", str(path), "--no-pass-through")
+    assert (from_yaml.future_frames, from_yaml.pass_through, from_yaml.rare_priority) == (2, False, True)
+    assert from_yaml.rare_classes == (CLASS_IDS["pedestrian"],)
+    with pytest.raises(EasyOccError, match="future_frames must be >= 0"):
+        parse("--future-frames", "-1")
+    with pytest.raises(EasyOccError, match=r"pass_through_ratio must be in \(0, 1\)"):
+        parse("--pass-through-ratio", "1")
+    with pytest.raises(EasyOccError, match="unknown class 'cone'"):
+        parse("--rare-classes", "cone")
+    path.write_text("rare_classes: [cone]\n")
+    with pytest.raises(InputError, match="labels.yaml: rare_classes: unknown class 'cone'"):
+        parse("--config", str(path))

@@ -71,13 +71,36 @@ def test_one_keyframe_scene_uses_that_frame(street, tmp_path):
 
 
 def test_torch_path_equals_numba_path(street):
-    scene = toyworld.make_scene(num_keyframes=3, width=160, height=90, yaw_rate=0.1, camera_time_offsets=True)
-    cfg = LabelConfig(frames=2, min_points=2)
-    numba_labels = [l for _, l in labeler(street, cfg).labels(scene)]
-    torch_labels = [l for _, l in labeler(street, cfg, backend=label_backend("torch", "cpu")).labels(scene)]
-    for a, b in zip(numba_labels, torch_labels):
-        for key in ("semantics", "mask_camera", "mask_lidar"):
-            np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+    """Both backends give the same labels, with each 2026 idea alone and all together; each idea changes them."""
+    scene = toyworld.make_scene(num_keyframes=2, width=160, height=90, yaw_rate=0.1, camera_time_offsets=True)
+    maps = {}
+
+    class MemoDepth(toyworld.ToyDepth):  # render each image once for all the configs
+        def depth(self, camera):
+            key = ("d", camera.sample_data_token)
+            return maps[key] if key in maps else maps.setdefault(key, super().depth(camera))
+
+    class MemoSemantics(toyworld.ToySemantics):
+        def semantics(self, camera):
+            key = ("s", camera.sample_data_token)
+            return maps[key] if key in maps else maps.setdefault(key, super().semantics(camera))
+
+    sources = dict(semantics=MemoSemantics(street), depth=MemoDepth(street))
+    ideas = dict(future_frames=1), dict(pass_through=True), dict(rare_priority=True, rare_classes=(CAR,))
+    before = dict(frames=1, future_frames=0, pass_through=False, min_points=2)
+    configs = [LabelConfig(**before), *(LabelConfig(**{**before, **i}) for i in ideas),
+               LabelConfig(frames=1, future_frames=1, min_points=2, pass_through=True, rare_priority=True,
+                           rare_classes=(CAR,), rare_min_points=2)]
+    results = []
+    for cfg in configs:
+        numba_labels = [l for _, l in labeler(street, cfg, **sources).labels(scene)]
+        torch_labels = [l for _, l in labeler(street, cfg, backend=label_backend("torch", "cpu"), **sources).labels(scene)]
+        for a, b in zip(numba_labels, torch_labels):
+            for key in ("semantics", "mask_camera", "mask_lidar"):
+                np.testing.assert_array_equal(getattr(a, key), getattr(b, key))
+        results.append(np.stack([l.semantics for l in numba_labels]))
+    for changed in results[1:]:
+        assert (changed != results[0]).sum() > 0
 
 
 class BrokenDepth(DepthSource):
@@ -131,3 +154,38 @@ def test_ego_masks_drop_the_cars_body(street):
     dropped_pixels = ((depth > 0)[42:]).sum()  # rows 42..53 of 54 are the body's 700..899 of 900
     assert plain.cells.num_points - masked.cells.num_points == dropped_pixels > 0
     assert len(plain.rays) - len(masked.rays) == 12 * 96
+
+
+def test_a_future_frame_fills_an_occluded_static_voxel():
+    """A hut hidden behind a tree at keyframe 0 is seen from keyframe 1: with one future frame, keyframe 0's labels
+    hold it. A car driving ahead adds nothing from the future (dynamic classes come from the keyframe itself)."""
+    from easyocc.labels.toyworld import Box, ToyWorld
+
+    veg, hut = CLASS_IDS["vegetation"], CLASS_IDS["manmade"]
+    world = ToyWorld([Box((10, 6, 0), (12, 9, 4), veg), Box((14.5, 10.5, 0), (15.5, 11.5, 2), hut),
+                      Box((30, -3, 0), (34.5, -1.2, 1.6), CAR, velocity=(3.0, 0, 0))])
+    scene = toyworld.make_scene(num_keyframes=3, width=160, height=90, speed=8.0)
+    alone = dict(frames=0, pass_through=False, min_points=1)  # the future frames' effect alone
+    past_only = [l for _, l in labeler(world, LabelConfig(future_frames=0, **alone)).labels(scene)]
+    future = [l for _, l in labeler(world, LabelConfig(future_frames=1, **alone)).labels(scene)]
+    i = lambda x: int((x + 40) / 0.4)  # noqa: E731
+    hidden = (slice(i(14.5), i(15.5) + 1), slice(i(10.5), i(11.5) + 1))
+    assert not (past_only[0].semantics[hidden] == hut).any() and (future[0].semantics[hidden] == hut).sum() >= 20
+    cars_now, cars_future = past_only[0].semantics == CAR, future[0].semantics == CAR
+    assert cars_future.sum() > 10 and not (cars_future & ~cars_now).any()
+    for key in ("semantics", "mask_camera", "mask_lidar"):  # the last keyframe has no future
+        np.testing.assert_array_equal(getattr(past_only[2], key), getattr(future[2], key))
+
+
+def test_future_frames_are_lifted_once(street):
+    scene = toyworld.make_scene(num_keyframes=4, width=96, height=54)
+    observed = []
+
+    class CountingDepth(toyworld.ToyDepth):
+        def depth(self, camera):
+            observed.append(camera.sample_data_token)
+            return super().depth(camera)
+
+    cfg = LabelConfig(frames=1, future_frames=2, pass_through=True)
+    assert len(list(labeler(street, cfg, depth=CountingDepth(street)).labels(scene))) == 4
+    assert len(observed) == 4 * 6

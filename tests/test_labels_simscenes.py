@@ -9,7 +9,7 @@ from easyocc import cli
 def test_exact_oracle_labels_agree_with_ground_truth_and_improve_with_frames(tiny_simscenes, tmp_path, capsys):
     out = tmp_path / "labels"
     assert cli.main(["labels", "--data", str(tiny_simscenes), "--version", "v1.0-mini", "--out", str(out),
-                     "--split", "all", "--frames", "3"]) == 0
+                     "--split", "all", "--frames", "3", "--future-frames", "0", "--no-pass-through"]) == 0  # as the sweep
     report = tmp_path / "quality.json"
     assert cli.main(["label-quality", "--labels", str(out), "--gt", str(tiny_simscenes / "gts"),
                      "--json", str(report)]) == 0
@@ -22,6 +22,10 @@ def test_exact_oracle_labels_agree_with_ground_truth_and_improve_with_frames(tin
                      "--gt", str(tiny_simscenes / "gts"), "--sweep-frames", "0,3", "--sweep-min-points", "2",
                      "--noise-presets", "none", "--out", str(sweep)]) == 0
     rows = {r["frames"]: r for r in json.loads((sweep / "label_sweep.json").read_text())["rows"]}
+    assert json.loads((sweep / "label_sweep.json").read_text())["settings"]["future_frames"] == 0
+    assert cli.main(["label-quality", "--sweep", "--data", str(tiny_simscenes), "--gt", str(tiny_simscenes / "gts"),
+                     "--pass-through", "--out", str(tmp_path / "refused")]) == 2
+    assert "does not use --pass-through" in capsys.readouterr().err and not (tmp_path / "refused").exists()
     assert rows[3]["mIoU_camera"] > rows[0]["mIoU_camera"]
     # The sweep's in-memory labels are the command's labels: the same scores at the same settings.
     assert abs(rows[3]["mIoU_camera"] - scores["camera"]["mIoU"]) < 0.01

@@ -125,9 +125,72 @@ def test_carving_drops_past_points_the_current_cameras_see_through():
     misplaced = SemanticCloud(wall.points - np.array([3.0, 0, 0], np.float32), wall.classes)
     past = posed_frame_from_cloud(misplaced, np.eye(4))
     x_misplaced = int((17.1 + 40) / 0.4)
-    carved = label_window([past, current], LabelConfig(min_points=1))
-    plain = label_window([past, current], LabelConfig(min_points=1, carve=False))
+    carved = label_window([past, current], LabelConfig(min_points=1, pass_through=False))
+    plain = label_window([past, current], LabelConfig(min_points=1, carve=False, pass_through=False))
     assert (plain.semantics[x_misplaced] == 15).sum() > 50
     in_view = slice(int((-16 + 40) / 0.4), int((16 + 40) / 0.4))  # at 17 m the camera sees |y| < 17 m
     assert not (carved.semantics[x_misplaced, in_view] == 15).any()
     np.testing.assert_array_equal(carved.semantics[x_misplaced + 5 :], plain.semantics[x_misplaced + 5 :])
+
+
+def _wall_view(width=400, height=200, focal=200.0, distance=20.1):
+    """A camera 1.5 m up looking along +x at a wall ``distance`` m ahead that fills the view."""
+    K = np.array([[focal, 0, (width - 1) / 2], [0, focal, (height - 1) / 2], [0, 0, 1]])
+    ref_T_cam = make_transform(np.array([[0.0, 0, 1], [-1, 0, 0], [0, -1, 0]]), [0, 0, 1.5])
+    depth = np.full((height, width), distance, np.float32)
+    semantics = np.full((height, width), 15, np.uint8)
+    return K, ref_T_cam, depth, semantics
+
+
+def test_a_ray_passing_through_a_smeared_point_removes_it():
+    """Depth smeared across an edge leaves a few of the current frame's points floating in front of the wall.
+    Carving never drops the current frame's points; the pass-through filter does, since the frame's own rays
+    cross their voxel, and it keeps the wall."""
+    from easyocc.labels.aggregate import PosedFrame, posed_frame_from_cloud
+    from easyocc.labels.config import LabelConfig
+    from easyocc.labels.lift import SemanticCloud, lift_image
+    from easyocc.labels.pipeline import label_window
+    from easyocc.labels.visibility import depth_view
+
+    K, ref_T_cam, depth, semantics = _wall_view()
+    wall = lift_image(depth, semantics, K, ref_T_cam)
+    smear = SemanticCloud(np.array([[12.1, 0.1, 1.5], [12.15, 0.12, 1.45], [12.2, 0.05, 1.55]], np.float32),
+                          np.full(3, 15, np.uint8))
+    cells = posed_frame_from_cloud(SemanticCloud.concatenate([wall, smear]), np.eye(4)).cells
+    rays = camera_rays(depth, semantics, K, ref_T_cam, 1)
+    current = PosedFrame(cells, np.eye(4), rays, "now", (depth_view(depth, semantics, K, ref_T_cam),))
+    smear_voxel = tuple(OCC3D_GRID.indices(smear.points[:1])[0][0])
+    wall_voxels = (slice(int((20.1 + 40) / 0.4), None), slice(95, 105), slice(3, 8))
+    plain = label_window([current], LabelConfig(min_points=1, pass_through=False))
+    filtered = label_window([current], LabelConfig(min_points=1, pass_through=True, pass_through_ratio=0.9))
+    assert plain.semantics[smear_voxel] == 15 and filtered.semantics[smear_voxel] == FREE
+    assert filtered.mask_lidar[smear_voxel] == 1  # now observed free: passed through, no point left
+    np.testing.assert_array_equal(filtered.semantics[wall_voxels], plain.semantics[wall_voxels])
+    assert (filtered.semantics[wall_voxels] == 15).sum() > 30
+
+
+def test_pass_through_counts_the_window_and_spares_moving_objects():
+    """A past frame's rays cross where a car now stands: the car (dynamic, the current frame's own) stays; a
+    static point there from that past frame goes."""
+    from easyocc.labels.aggregate import PosedFrame, posed_frame_from_cloud, window_passes
+    from easyocc.labels.config import LabelConfig
+    from easyocc.labels.lift import SemanticCloud, lift_image
+    from easyocc.labels.pipeline import label_window
+
+    K, ref_T_cam, depth, semantics = _wall_view()
+    wall = lift_image(depth, semantics, K, ref_T_cam)
+    past = posed_frame_from_cloud(wall, np.eye(4))
+    past = PosedFrame(past.cells, np.eye(4), camera_rays(depth, semantics, K, ref_T_cam, 1), "past")
+    car = SemanticCloud(np.array([[10.1, 0.1, 1.5]] * 5, np.float32), np.full(5, 4, np.uint8))
+    pole = SemanticCloud(np.array([[15.1, 0.1, 1.5]] * 2, np.float32), np.full(2, 15, np.uint8))
+    current = PosedFrame(posed_frame_from_cloud(SemanticCloud.concatenate([car, wall]), np.eye(4)).cells,
+                         np.eye(4), None, "now")
+    past_pole = PosedFrame(posed_frame_from_cloud(pole, np.eye(4)).cells, np.eye(4), None, "older")
+    passes_all, passes_current = window_passes([past, past_pole, current])
+    car_voxel = tuple(OCC3D_GRID.indices(car.points[:1])[0][0])
+    pole_voxel = tuple(OCC3D_GRID.indices(pole.points[:1])[0][0])
+    assert passes_current.sum() == 0 and passes_all[car_voxel] >= 60 and passes_all[pole_voxel] >= 25
+    cfg = LabelConfig(min_points=1, pass_through=True, pass_through_ratio=0.9, carve=False)
+    labels = label_window([past, past_pole, current], cfg)
+    assert labels.semantics[car_voxel] == 4 and labels.semantics[pole_voxel] == FREE
+    assert label_window([past, past_pole, current], LabelConfig(min_points=1, carve=False, pass_through=False)).semantics[pole_voxel] == 15

@@ -58,13 +58,14 @@ def wait_for(condition, timeout: float, what: str):
 @contextlib.contextmanager
 def labels_command(dataroot: Path, out: Path, **popen):
     """``easyocc labels`` with two workers, a scene each, as a subprocess; settings slow enough (every point kept,
-    k-NN outlier removal) that both are mid-scene for seconds. Yields (process, workers found so far): whatever
+    k-NN outlier removal, no future frames) that both are mid-scene for seconds. Yields (process, workers found so far): whatever
     the test leaves alive is killed afterwards."""
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     process = subprocess.Popen(
         [sys.executable, "-m", "easyocc", "labels", "--data", str(dataroot), "--version", "v1.0-mini", "--out", str(out),
          "--split", "all",
-         "--workers", "2", "--cell-divisions", "0", "--outlier-neighbors", "64"],
+         "--workers", "2", "--cell-divisions", "0", "--outlier-neighbors", "64",
+         "--future-frames", "0"],  # each keyframe lifts its own frame: slow after the first keyframe too
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
     workers: list[int] = []
     try:

@@ -1,8 +1,8 @@
 """Rays through a voxel grid (Amanatides-Woo traversal), compiled with numba, parallel over rays.
 
-One traversal serves three stages: RayIoU (first occupied voxel along a ray), SimScenes' camera and LiDAR masks
-(voxels passed through up to the first occupied one) and pseudo-label free space (voxels a camera ray crosses
-before it reaches its depth).
+One traversal serves four uses: RayIoU (first occupied voxel along a ray), SimScenes' camera and LiDAR masks
+(voxels passed through up to the first occupied one), pseudo-label free space (voxels a camera ray crosses
+before it reaches its depth) and pass-through counts (how many rays cross each voxel without ending in it).
 
 The kernels work in voxel units: voxel [i, j, k] spans [i, i+1) x [j, j+1) x [k, k+1). Directions should be unit
 vectors; then ray parameters ``t`` are distances in voxels (multiply by the voxel size for metres). The ``*_m``
@@ -49,10 +49,11 @@ def _axis_setup(o, d, i):
 
 
 @numba.njit(cache=True)
-def _walk(origin, direction, t_start, t_end, shape, occupied, use_occupied, visited, mark):
+def _walk(origin, direction, t_start, t_end, shape, occupied, use_occupied, visited, mark, passes, weight):
     """Walk one ray from ``t_start`` to ``t_end`` (clipped to the grid).
 
-    Marks ``visited`` (when ``mark``) for every voxel the ray enters before ``t_end``; stops after the first
+    Marks ``visited`` (when ``mark``) for every voxel the ray enters before ``t_end``; adds ``weight`` to
+    ``passes`` (when ``weight > 0``) for every voxel the ray leaves before ``t_end``; stops after the first
     voxel with ``occupied != 0`` (when ``use_occupied``). Returns (flat index of that voxel or -1,
     its entry and exit parameters; for a miss, the parameters where the walk ended).
     """
@@ -77,6 +78,8 @@ def _walk(origin, direction, t_start, t_end, shape, occupied, use_occupied, visi
         flat = (i * ny + j) * nz + k
         if mark:
             visited[flat] = 1
+        if weight > 0.0 and t_out < t_end:
+            passes[flat] += weight
         if use_occupied and occupied[flat] != 0:
             return flat, t_in, t_out
         if t_out >= t_stop:
@@ -106,10 +109,11 @@ def _first_hit_kernel(occupied_flat, shape, origins, directions, t_max):
     t_enter = np.empty(n, dtype=np.float32)
     t_exit = np.empty(n, dtype=np.float32)
     dummy = np.zeros(1, dtype=np.uint8)
+    no_passes = np.zeros(1, dtype=np.float64)
     per_ray_origin = origins.shape[0] == n
     for r in numba.prange(n):
         o = origins[r] if per_ray_origin else origins[0]
-        h, a, b = _walk(o, directions[r], 0.0, t_max[r], shape, occupied_flat, True, dummy, False)
+        h, a, b = _walk(o, directions[r], 0.0, t_max[r], shape, occupied_flat, True, dummy, False, no_passes, 0.0)
         hit[r] = h
         t_enter[r] = a
         t_exit[r] = b
@@ -120,10 +124,26 @@ def _first_hit_kernel(occupied_flat, shape, origins, directions, t_max):
 def _mark_kernel(visited_flat, occupied_flat, use_occupied, shape, origins, directions, t_end):
     n = directions.shape[0]
     per_ray_origin = origins.shape[0] == n
+    no_passes = np.zeros(1, dtype=np.float64)
     # Racing writes of the same value 1 are benign: every writer stores the same byte.
     for r in numba.prange(n):
         o = origins[r] if per_ray_origin else origins[0]
-        _walk(o, directions[r], 0.0, t_end[r], shape, occupied_flat, use_occupied, visited_flat, True)
+        _walk(o, directions[r], 0.0, t_end[r], shape, occupied_flat, use_occupied, visited_flat, True, no_passes, 0.0)
+
+
+@numba.njit(cache=True, parallel=True)
+def _pass_kernel(passes_per_chunk, shape, origins, directions, t_end, weights):
+    n = directions.shape[0]
+    chunks = passes_per_chunk.shape[0]
+    per_ray_origin = origins.shape[0] == n
+    dummy = np.zeros(1, dtype=np.uint8)
+    # Each chunk of rays adds into its own array (no racing increments); the caller sums the chunks.
+    for c in numba.prange(chunks):
+        for r in range(c * n // chunks, (c + 1) * n // chunks):
+            o = origins[r] if per_ray_origin else origins[0]
+            if weights[r] > 0.0:
+                _walk(o, directions[r], 0.0, t_end[r], shape, dummy, False, dummy, False, passes_per_chunk[c],
+                      weights[r])
 
 
 def _prepare(origins, directions, t, n_name="directions"):
@@ -176,6 +196,35 @@ def mark_traversed(
     return out
 
 
+def count_passes(
+    shape: tuple[int, int, int],
+    origins: np.ndarray,
+    directions: np.ndarray,
+    t_end=np.inf,
+    weights=1.0,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """How many rays pass through each voxel, in voxel units: a ray passes a voxel when it enters it and leaves it
+    before ``t_end`` (the voxel holding the end point is not passed; an unbounded ray passes every voxel up to the
+    grid's edge).
+
+    weights: scalar or (N,) what each ray counts for (0 leaves a ray out). Returns (X, Y, Z) float64 (``out`` is
+    added to in place when given). The sum does not depend on the number of threads for integer weights.
+    """
+    origins, directions, t_end = _prepare(origins, directions, t_end)
+    weights = np.ascontiguousarray(np.broadcast_to(np.asarray(weights, np.float64), directions.shape[:1]))
+    if out is None:
+        out = np.zeros(shape, dtype=np.float64)
+    if out.shape != tuple(shape) or out.dtype != np.float64:
+        raise ValueError("out must be a float64 array of the grid's shape")
+    if len(directions):
+        chunks = max(1, min(numba.get_num_threads(), len(directions)))
+        per_chunk = np.zeros((chunks, int(np.prod(shape))), np.float64)
+        _pass_kernel(per_chunk, tuple(int(s) for s in shape), origins, directions, t_end, weights)
+        out += per_chunk.sum(axis=0).reshape(shape)
+    return out
+
+
 def first_hit_m(
     occupied: np.ndarray, origins_m: np.ndarray, directions: np.ndarray, max_range_m=np.inf, grid: VoxelGrid = OCC3D_GRID
 ):
@@ -197,3 +246,13 @@ def mark_traversed_m(
     o = grid.to_voxel_units(np.atleast_2d(origins_m))
     t_end = np.asarray(range_m, dtype=np.float64) / grid.voxel_size
     return mark_traversed(grid.shape, o, directions, t_end, occupied, out)
+
+
+def count_passes_m(
+    origins_m: np.ndarray, directions: np.ndarray, range_m=np.inf, weights=1.0, grid: VoxelGrid = OCC3D_GRID,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`count_passes` with origins and ranges in metres."""
+    o = grid.to_voxel_units(np.atleast_2d(origins_m))
+    t_end = np.asarray(range_m, dtype=np.float64) / grid.voxel_size
+    return count_passes(grid.shape, o, directions, t_end, weights, out)

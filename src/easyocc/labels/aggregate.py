@@ -1,10 +1,10 @@
-"""Temporal densification: the semantic clouds of past keyframes, moved into the current keyframe's ego frame.
+"""Temporal densification: the semantic clouds of other keyframes, moved into the current keyframe's ego frame.
 
 The entry point is a list of :class:`PosedFrame` (a frame's semantic cells in its own ego frame, its global pose,
 optionally its free-space rays), whatever made them: camera images lifted with depth (``pipeline``), or any labelled
-point cloud with poses (LiDAR: :func:`posed_frame_from_cloud`). Past frames are moved by
-``current_T_past = inv(global_T_current) @ global_T_past`` composed in float64; their points of dynamic classes are
-left out, so moving objects come from the current frame alone.
+point cloud with poses (LiDAR: :func:`posed_frame_from_cloud`). The other frames (past ones, and future ones when
+labels are made offline) are moved by ``current_T_other = inv(global_T_current) @ global_T_other`` composed in
+float64; their points of dynamic classes are left out, so moving objects come from the current frame alone.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 from easyocc.geometry import relative_transform
 from easyocc.labels.cells import FrameCells, cells_from_points
 from easyocc.labels.lift import SemanticCloud
-from easyocc.labels.visibility import DepthView, FreeSpaceRays, rays_to_points
+from easyocc.labels.visibility import DepthView, FreeSpaceRays, count_pass_throughs, rays_to_points
 from easyocc.occ3d import NUM_SEMANTIC_CLASSES, OCC3D_GRID, VoxelGrid
 
 
@@ -37,9 +37,9 @@ class PosedFrame:
     token: str = ""
     views: tuple[DepthView, ...] | None = None
 
-    def past(self) -> "PosedFrame":
-        """This frame as a past frame: its cells and pose only."""
-        return PosedFrame(self.cells, self.global_T_ego, None, self.token)
+    def past(self, keep_rays: bool = False) -> "PosedFrame":
+        """This frame as another frame of a window: its cells and pose (and its rays, for pass-through counts)."""
+        return PosedFrame(self.cells, self.global_T_ego, self.rays if keep_rays else None, self.token)
 
 
 @dataclass
@@ -134,11 +134,11 @@ def window_counts(
     grid: VoxelGrid = OCC3D_GRID,
     carved: np.ndarray | None = None,
 ) -> WindowCounts:
-    """Counts of the current frame (the last of ``window``) and its past frames, in the current ego frame.
+    """Counts of the current frame (the last of ``window``) and the other frames, in the current ego frame.
 
-    window: frames in time order, the current keyframe last. Past frames contribute static classes only, and
-    nothing in ``carved`` ((X, Y, Z) bool/uint8: voxels the current cameras see through, so that past points there
-    were misplaced by depth errors, or have moved).
+    window: the other frames (past and future, in any order), the current keyframe last. Other frames contribute
+    static classes only, and nothing in ``carved`` ((X, Y, Z) bool/uint8: voxels the current cameras see through,
+    so that other frames' points there were misplaced by depth errors, or have moved).
     """
     if not window:
         raise ValueError("window must hold at least the current frame")
@@ -150,6 +150,32 @@ def window_counts(
         accumulate_frame(counts, frame.cells, current_T_frame, dynamic_classes, grid=grid, blocked=carved)
     accumulate_frame(counts, current.cells, np.eye(4), (), seen, grid)
     return WindowCounts(counts, seen)
+
+
+def window_passes(window: Sequence[PosedFrame], grid: VoxelGrid = OCC3D_GRID) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted free-space rays crossing each voxel without ending in it, in the current frame (the last of
+    ``window``): (every frame's rays, the current frame's rays), each (X, Y, Z) float64. Frames without rays add
+    nothing."""
+    current = window[-1]
+    passes_current = np.zeros(grid.shape, np.float64)
+    if current.rays is not None:
+        count_pass_throughs(current.rays, grid, passes_current)
+    passes_all = passes_current.copy()
+    for frame in window[:-1]:
+        if frame.rays is not None:
+            rays = frame.rays.transformed(relative_transform(current.global_T_ego, frame.global_T_ego))
+            count_pass_throughs(rays, grid, passes_all)
+    return passes_all, passes_current
+
+
+def drop_passed_through(counts: np.ndarray, static_drop: np.ndarray, dynamic_drop: np.ndarray,
+                        dynamic_classes: Sequence[int]) -> None:
+    """Zero, in place, the counts (X, Y, Z, 17) of static classes where ``static_drop`` and of dynamic classes where
+    ``dynamic_drop`` (both (X, Y, Z) bool, from ``visibility.pass_through_drops``)."""
+    dynamic = np.zeros(counts.shape[-1], bool)
+    dynamic[list(dynamic_classes)] = True
+    counts[static_drop[..., None] & ~dynamic] = 0
+    counts[dynamic_drop[..., None] & dynamic] = 0
 
 
 def remove_outliers(cells: FrameCells, neighbors: int, std_ratio: float) -> FrameCells:

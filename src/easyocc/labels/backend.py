@@ -10,15 +10,25 @@ the same labels (tested); free-space rays are walked by numba either way. :func:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 
 from easyocc.labels.cells import FrameCells, cells_from_image, merge_runs
+from easyocc.labels.config import LabelConfig
 from easyocc.occ3d import OCC3D_GRID, VoxelGrid
 
 if TYPE_CHECKING:
     import torch
+
+
+#: Points per voxel (X, Y, Z) -> the (static, dynamic) voxels whose points go (``visibility.pass_through_drops``).
+PassThrough = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
+
+
+def _rare(config: LabelConfig) -> tuple[int, ...]:
+    """The classes the vote favours: ``config.rare_classes`` when ``rare_priority`` is on."""
+    return config.rare_classes if config.rare_priority else ()
 
 
 class LabelBackend(Protocol):
@@ -30,7 +40,7 @@ class LabelBackend(Protocol):
 
     def frame_cells(self, runs: list, divisions: int, grid: VoxelGrid) -> FrameCells: ...
 
-    def window_vote(self, window, dynamic_classes, min_points, grid, carved): ...
+    def window_vote(self, window, config, grid, carved, pass_through): ...
 
 
 class NumbaBackend:
@@ -48,15 +58,20 @@ class NumbaBackend:
         """The runs of a frame's images counted into its cells."""
         return merge_runs(runs, divisions, grid)
 
-    def window_vote(self, window: Sequence, dynamic_classes: Sequence[int], min_points: int,
-                    grid: VoxelGrid = OCC3D_GRID, carved: np.ndarray | None = None):
+    def window_vote(self, window: Sequence, config: LabelConfig, grid: VoxelGrid = OCC3D_GRID,
+                    carved: np.ndarray | None = None, pass_through: PassThrough | None = None):
         """(semantics (X, Y, Z) uint8, total points (X, Y, Z) uint64, current-frame voxels (X, Y, Z) bool) of a
-        window of ``PosedFrame`` (current last); past frames' points in ``carved`` voxels are dropped."""
-        from easyocc.labels.aggregate import window_counts
+        window of ``PosedFrame`` (current last): other frames' points in ``carved`` voxels are dropped;
+        ``pass_through`` maps the points per voxel to the (static, dynamic) voxels to empty
+        (``visibility.pass_through_drops``); the vote favours ``config.rare_classes`` with ``rare_priority``."""
+        from easyocc.labels.aggregate import drop_passed_through, window_counts
         from easyocc.labels.voxelize import vote
 
-        counts = window_counts(window, dynamic_classes, grid, carved)
-        semantics, total = vote(counts.counts, min_points)
+        counts = window_counts(window, config.dynamic_classes, grid, carved)
+        if pass_through is not None:
+            drop_passed_through(counts.counts, *pass_through(counts.counts.sum(-1, dtype=np.uint64)),
+                                config.dynamic_classes)
+        semantics, total = vote(counts.counts, config.min_points, _rare(config), config.rare_min_points)
         return semantics, total, counts.current
 
     def __repr__(self) -> str:
@@ -81,10 +96,11 @@ class TorchBackend:
 
         return cells_from_keys(runs, divisions, grid)
 
-    def window_vote(self, window, dynamic_classes, min_points, grid=OCC3D_GRID, carved=None):
+    def window_vote(self, window, config, grid=OCC3D_GRID, carved=None, pass_through=None):
         from easyocc.labels.torch_backend import window_vote
 
-        return window_vote(window, dynamic_classes, min_points, self.device, grid, carved)
+        return window_vote(window, config.dynamic_classes, config.min_points, self.device, grid, carved, pass_through,
+                           _rare(config), config.rare_min_points)
 
     def __repr__(self) -> str:
         return f"TorchBackend({str(self.device)!r})"

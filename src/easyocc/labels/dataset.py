@@ -98,6 +98,8 @@ def check_or_write_manifest(out: Path, manifest: dict) -> None:
         except json.JSONDecodeError as exc:
             raise InputError(path, f"unreadable manifest ({exc}); remove it only if the labels beside it are "
                                    "yours to discard") from None
+        if isinstance(old.get("config"), dict):  # keys added since the folder was labelled: their old behaviour
+            old["config"] = {**LabelConfig.before_ideas(), **old["config"]}
         diff = _differences(old, manifest)
         if diff:
             shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")

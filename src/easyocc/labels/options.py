@@ -12,6 +12,9 @@ from easyocc.errors import EasyOccError, InputError
 from easyocc.labels.config import LabelConfig
 from easyocc.occ3d import CLASS_IDS, CLASS_NAMES, FREE
 
+#: LabelConfig fields that hold classes: given as names ('car,bus') on the command line and in YAML.
+CLASS_LIST_FIELDS = ("dynamic_classes", "rare_classes")
+
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of :class:`LabelConfig` (defaults from the dataclass; ``--config`` YAML underneath)."""
@@ -46,6 +49,25 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
                    help="statistical outlier removal with this many neighbours (default 0 = off)")
     g.add_argument("--outlier-std", type=float, default=None, dest="outlier_std_ratio",
                    help=f"outlier threshold: mean + this many std of the neighbour distance (default {d.outlier_std_ratio})")
+    ideas = parser.add_argument_group("2026 label ideas (ShelfOcc)")
+    ideas.add_argument("--future-frames", type=int, default=None,
+                       help=f"following keyframes added too, static classes only (default {d.future_frames})")
+    ideas.add_argument("--pass-through", dest="pass_through", action="store_true", default=None,
+                       help="drop the points of voxels that the window's free-space rays mostly pass through "
+                            f"(default {'on' if d.pass_through else 'off'})")
+    ideas.add_argument("--no-pass-through", dest="pass_through", action="store_false", help="no pass-through filter")
+    ideas.add_argument("--pass-through-ratio", type=float, default=None,
+                       help=f"share of crossings, crossings / (crossings + points), above which a voxel's points "
+                            f"go (default {d.pass_through_ratio})")
+    ideas.add_argument("--rare-priority", dest="rare_priority", action="store_true", default=None,
+                       help="a rare class wins a voxel holding --rare-min-points of its points "
+                            f"(default {'on' if d.rare_priority else 'off'})")
+    ideas.add_argument("--no-rare-priority", dest="rare_priority", action="store_false", help="the plain vote")
+    ideas.add_argument("--rare-classes", default=None, metavar="NAMES",
+                       help="comma-separated classes --rare-priority favours (default "
+                            f"{','.join(CLASS_NAMES[c] for c in d.rare_classes)})")
+    ideas.add_argument("--rare-min-points", type=int, default=None,
+                       help=f"points a rare class needs in a voxel to win it (default {d.rare_min_points})")
 
 
 def parse_class_names(text: str) -> tuple[int, ...]:
@@ -79,12 +101,13 @@ def load_config_file(path: Path) -> dict:
     if not isinstance(data, dict) or not data:
         raise InputError(path, "expected a mapping of label settings (the file is empty)" if data is None
                          else "expected a mapping of label settings")
-    classes = data.get("dynamic_classes")
-    if isinstance(classes, str) or (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
-        try:  # 'car,bus' or [car, bus]: class names
-            data["dynamic_classes"] = parse_class_names(classes if isinstance(classes, str) else ",".join(classes))
-        except EasyOccError as exc:
-            raise InputError(path, f"dynamic_classes: {exc}") from None
+    for key in CLASS_LIST_FIELDS:
+        classes = data.get(key)
+        if isinstance(classes, str) or (isinstance(classes, list) and all(isinstance(c, str) for c in classes)):
+            try:  # 'car,bus' or [car, bus]: class names
+                data[key] = parse_class_names(classes if isinstance(classes, str) else ",".join(classes))
+            except EasyOccError as exc:
+                raise InputError(path, f"{key}: {exc}") from None
     try:
         checked = config_from_dict(LabelConfig, data)  # the typed loader: 'frames: 2.5' or 'carve: maybe' fail
     except (ConfigError, EasyOccError) as exc:
@@ -102,7 +125,7 @@ def config_from_args(args: argparse.Namespace) -> LabelConfig:
     for f in fields(LabelConfig):
         value = getattr(args, f.name, None)
         if value is not None:
-            flags[f.name] = parse_class_names(value) if f.name == "dynamic_classes" else value
+            flags[f.name] = parse_class_names(value) if f.name in CLASS_LIST_FIELDS else value
     overrides = getattr(args, "overrides", None) or []
     try:
         if not overrides:

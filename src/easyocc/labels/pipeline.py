@@ -25,7 +25,7 @@ import numpy as np
 
 from easyocc.data.nuscenes_index import Keyframe, Scene
 from easyocc.geometry import transform_points
-from easyocc.labels.aggregate import PosedFrame, posed_frame_from_cloud, remove_outliers
+from easyocc.labels.aggregate import PosedFrame, posed_frame_from_cloud, remove_outliers, window_passes
 from easyocc.labels.backend import LabelBackend, NumbaBackend
 from easyocc.labels.cells import cells_from_points
 from easyocc.labels.config import LabelConfig
@@ -37,6 +37,7 @@ from easyocc.labels.visibility import (
     camera_rays,
     depth_view,
     label_masks,
+    pass_through_drops,
     see_through_voxels,
     traverse,
 )
@@ -61,10 +62,12 @@ def label_window(
     window: Sequence[PosedFrame], config: LabelConfig, grid: VoxelGrid = OCC3D_GRID,
     backend: LabelBackend = NUMBA,
 ) -> KeyframeLabels:
-    """Pseudo-labels of the last frame of ``window`` (frames in time order, each with its pose).
+    """Pseudo-labels of the last frame of ``window`` (the other frames, past or future, in any order, each with
+    its pose; the current keyframe last).
 
-    The window's length is the caller's choice (``config.frames`` is applied by :class:`SceneLabeler`); free space
-    comes from the current frame's rays (none when it has no rays: then nothing is observed free).
+    The window is the caller's choice (``config.frames`` and ``config.future_frames`` are applied by
+    :class:`SceneLabeler`); free space comes from the current frame's rays (none when it has no rays: then nothing
+    is observed free). With ``config.pass_through``, the rays of every frame that has them are counted.
     backend: who counts and votes (:func:`~easyocc.labels.backend.label_backend`; numba on the CPU by default).
     """
     rays = window[-1].rays
@@ -73,7 +76,13 @@ def label_window(
     carved = None
     if config.carve and views and len(window) > 1:
         carved = see_through_voxels(list(views), config.carve_margin, grid)
-    semantics, total, current = backend.window_vote(window, config.dynamic_classes, config.min_points, grid, carved)
+    passes = window_passes(window, grid) if config.pass_through else None
+
+    def drops(ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return pass_through_drops(*passes, ends, config.pass_through_ratio)
+
+    semantics, total, current = backend.window_vote(window, config, grid, carved,
+                                                    drops if passes is not None else None)
     mask_camera, mask_lidar = label_masks(semantics != 17, total, traversed, current)
     return KeyframeLabels(semantics, mask_lidar, mask_camera)
 
@@ -147,7 +156,8 @@ class CameraObserver:
                 points.append(lift_image(depth, semantics, frame.K, ref_T_cam, cfg.pixel_stride, cfg.max_range, keep))
             if with_rays:
                 stride = cfg.ray_stride or auto_ray_stride(frame.K, ref_T_cam[:3, 3], self.grid)
-                rays.append(camera_rays(depth, semantics, frame.K, ref_T_cam, stride, keep, cfg.max_range))
+                rays.append(camera_rays(depth, semantics, frame.K, ref_T_cam, stride, keep, cfg.max_range,
+                                        pixel_stride=cfg.pixel_stride))
                 if cfg.carve:
                     views.append(depth_view(depth, semantics, frame.K, ref_T_cam, keep))
         if cfg.cell_divisions:
@@ -171,25 +181,32 @@ class SceneLabeler:
     def labels(self, scene: Scene, wanted: Callable[[Keyframe], bool] = lambda kf: True) -> Iterator[tuple[Keyframe, KeyframeLabels]]:
         """Yield (keyframe, labels) for every keyframe of ``scene`` that ``wanted`` accepts, in time order.
 
-        Only the frames a wanted keyframe's window needs are lifted (a resumed scene skips the rest).
+        The window of keyframe t holds keyframes t - frames .. t + future_frames of the scene (fewer at its ends).
+        Only the frames a wanted keyframe's window needs are lifted (a resumed scene skips the rest); a frame that
+        is or will be the current one is lifted with its rays and depth views, so it is lifted once.
         """
+        cfg = self.config
+        keep_rays = cfg.pass_through  # other frames' rays serve only the pass-through counts
         window: dict[int, PosedFrame] = {}
+        last = len(scene.keyframes) - 1
         for keyframe in scene.keyframes:
             t = keyframe.index
             if not wanted(keyframe):
                 continue
-            first = max(0, t - self.config.frames)
+            first, end = max(0, t - cfg.frames), min(last, t + cfg.future_frames)
             for old in [i for i in window if i < first]:
                 del window[old]
-            for i in range(first, t + 1):
-                if i not in window:
-                    window[i] = self.observer.observe(scene.keyframes[i], with_rays=i == t)
-                elif i == t and window[i].rays is None:
+            for i in range(first, end + 1):
+                frame = window.get(i)
+                if i >= t and (frame is None or frame.rays is None):
                     window[i] = self.observer.observe(scene.keyframes[i], with_rays=True)
-            frames = [window[i] for i in range(first, t + 1)]
-            yield keyframe, label_window(frames, self.config, self.grid, self.observer.backend)
-            # Rays and depth views serve only while a frame is the current one; drop them to keep the window small.
-            window[t] = window[t].past()
+                elif frame is None:
+                    window[i] = self.observer.observe(scene.keyframes[i], with_rays=keep_rays).past(keep_rays)
+            others = [window[i] for i in range(first, end + 1) if i != t]
+            yield keyframe, label_window([*others, window[t]], self.config, self.grid, self.observer.backend)
+            # Depth views serve only while a frame is the current one (rays too, without pass-through counts):
+            # drop them to keep the window small.
+            window[t] = window[t].past(keep_rays)
 
 
 def label_scene(

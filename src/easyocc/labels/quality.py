@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     from easyocc.evaluation.runner import build_report, format_report
     from easyocc.fileio import require_file_path, require_folder_or_absent, save_json
     from easyocc.labels.options import config_from_args
-    from easyocc.labels.sweep import SWEEP_NAME, run_sweep, sweep_rows, write_sweep
+    from easyocc.labels.sweep import SWEEP_NAME, past_only, run_sweep, sweep_rows, write_sweep
 
     if args.json is not None:
         require_file_path(args.json)
@@ -151,7 +151,12 @@ def run(args: argparse.Namespace) -> int:
     thresholds = _int_list(args.sweep_min_points, "--sweep-min-points")
     if frames[0] < 0 or thresholds[0] < 1:
         raise EasyOccError("--sweep-frames must be >= 0 and --sweep-min-points >= 1")
-    config = config_from_args(args)  # checked before the sweep, not after it
+    ideas = [flag for flag, value in (("--future-frames", args.future_frames), ("--pass-through", args.pass_through),
+                                      ("--rare-priority", args.rare_priority)) if value]
+    if ideas:
+        raise EasyOccError(f"--sweep counts past frames only and does not use {', '.join(ideas)} (the 2026 label "
+                           "ideas are measured by benchmarks/bench_label_ideas.py)")
+    config = past_only(config_from_args(args))  # checked before the sweep, not after it
     tasks = sweep_tasks(args, config, frames, thresholds)
     rows = sweep_rows(run_sweep(tasks, args.workers))
     meta = {"data": str(args.data), "gt": str(args.gt), "semantics": args.semantics, "depth": args.depth,

@@ -49,6 +49,14 @@ class SweepTask:
         return self.config.carve
 
 
+def past_only(config: LabelConfig, **changes) -> LabelConfig:
+    """The sweep's settings: past frames only, every 2026 label idea off (it counts past frames one by one; the
+    ideas are measured by ``benchmarks/bench_label_ideas.py``)."""
+    import dataclasses
+
+    return dataclasses.replace(config, future_frames=0, pass_through=False, rare_priority=False, **changes)
+
+
 def sweep_scene(task: SweepTask) -> dict:
     """{(frames, min_points): {mask: hist (18, 18)}} for one scene."""
     from easyocc.evaluation import ConfusionMatrix

@@ -7,7 +7,7 @@ on the CPU (numba), since it walks a thinned set of rays.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -105,9 +105,14 @@ def cells_from_keys(keyed_points: Sequence[tuple[torch.Tensor, torch.Tensor]], d
 def window_vote(
     window: Sequence, dynamic_classes: Sequence[int], min_points: int, device: torch.device | str,
     grid: VoxelGrid = OCC3D_GRID, carved: np.ndarray | None = None,
+    pass_through: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    rare_classes: Sequence[int] = (), rare_min_points: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Counts of a window of ``PosedFrame`` (current last) and their vote, on ``device``; past frames' points in
-    ``carved`` voxels are dropped (see ``aggregate.window_counts``).
+    """Counts of a window of ``PosedFrame`` (current last) and their vote, on ``device``; other frames' points in
+    ``carved`` voxels are dropped (see ``aggregate.window_counts``). ``pass_through`` maps the points per voxel
+    (X, Y, Z) to the (static, dynamic) voxels to empty (``visibility.pass_through_drops``, on the host, so both
+    backends decide alike); ``rare_classes`` win voxels holding ``rare_min_points`` of their points
+    (``voxelize.vote``).
 
     Returns (semantics (X, Y, Z) uint8, total points (X, Y, Z) uint64, current-frame voxels (X, Y, Z) bool).
     """
@@ -143,7 +148,19 @@ def window_vote(
         if is_current:
             current[flat] = True
     counts = counts.view(n_voxels, NUM_SEMANTIC_CLASSES)
+    if pass_through is not None:
+        static_drop, dynamic_drop = pass_through(counts.sum(1).cpu().numpy().reshape(grid.shape))
+        is_dynamic = dynamic[:NUM_SEMANTIC_CLASSES]
+        drop = torch.from_numpy(static_drop.reshape(-1, 1)).to(dev) & ~is_dynamic
+        drop |= torch.from_numpy(dynamic_drop.reshape(-1, 1)).to(dev) & is_dynamic
+        counts = counts.masked_fill(drop, 0)
     total = counts.sum(1)
-    semantics = torch.where(total >= min_points, counts.argmax(1), torch.full_like(total, FREE))
+    voted = counts.argmax(1)  # ties: the first maximum, the lower class id
+    if len(rare_classes):
+        rare = torch.zeros(NUM_SEMANTIC_CLASSES, dtype=torch.bool, device=dev)
+        rare[list(rare_classes)] = True
+        qualified = torch.where(rare & (counts >= max(1, rare_min_points)), counts, torch.full_like(counts, -1))
+        voted = torch.where(qualified.amax(1) >= 0, qualified.argmax(1), voted)
+    semantics = torch.where(total >= min_points, voted, torch.full_like(total, FREE))
     return (semantics.to(torch.uint8).cpu().numpy().reshape(grid.shape),
             total.cpu().numpy().astype(np.uint64).reshape(grid.shape), current.cpu().numpy().reshape(grid.shape))

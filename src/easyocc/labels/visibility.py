@@ -22,35 +22,46 @@ from easyocc.occ3d import FREE, IGNORE, OCC3D_GRID, VoxelGrid
 
 #: How far short of its depth an ignore pixel's free-space ray stops: the diagonal of a 0.4 m voxel.
 IGNORE_MARGIN = 0.4 * math.sqrt(3.0)
-from easyocc.raycast import mark_traversed_m
+from easyocc.raycast import count_passes_m, mark_traversed_m
 
 
 @dataclass(frozen=True)
 class FreeSpaceRays:
     """Rays in a frame's ego frame. origins: (M, 3) float64 metres; directions: (M, 3) float64 unit vectors;
-    ranges: (M,) float64 metres to the observed surface (inf: nothing was hit, e.g. sky)."""
+    ranges: (M,) float64 metres to the observed surface (inf: nothing was hit, e.g. sky);
+    weights: (M,) float64 how many lifted points each ray stands for (a ray per s x s pixels, points every p-th
+    pixel: (s / p)^2), what pass-through counts weigh it by; None = 1 each."""
 
     origins: np.ndarray
     directions: np.ndarray
     ranges: np.ndarray
+    weights: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.directions)
+
+    @property
+    def ray_weights(self) -> np.ndarray:
+        """(M,) float64, ones when the rays carry no weights."""
+        return np.ones(len(self)) if self.weights is None else self.weights
 
     @staticmethod
     def concatenate(parts: list["FreeSpaceRays"]) -> "FreeSpaceRays":
         if not parts:
             return FreeSpaceRays(np.zeros((0, 3)), np.zeros((0, 3)), np.zeros(0))
+        weighted = any(p.weights is not None for p in parts)
         return FreeSpaceRays(
             np.concatenate([p.origins for p in parts]),
             np.concatenate([p.directions for p in parts]),
             np.concatenate([p.ranges for p in parts]),
+            np.concatenate([p.ray_weights for p in parts]) if weighted else None,
         )
 
     def transformed(self, A_T_B: np.ndarray) -> "FreeSpaceRays":
         """The same rays in frame A (this object is in frame B)."""
         R = np.asarray(A_T_B, np.float64)[:3, :3]
-        return FreeSpaceRays(transform_points(A_T_B, self.origins, np.float64), self.directions @ R.T, self.ranges)
+        return FreeSpaceRays(transform_points(A_T_B, self.origins, np.float64), self.directions @ R.T, self.ranges,
+                             self.weights)
 
 
 @dataclass(frozen=True)
@@ -152,6 +163,7 @@ def camera_rays(
     keep: np.ndarray | None = None,
     max_range: float | None = None,
     ignore_margin: float = IGNORE_MARGIN,
+    pixel_stride: int = 1,
 ) -> FreeSpaceRays:
     """Free-space rays of one camera image, in the reference frame.
 
@@ -159,7 +171,8 @@ def camera_rays(
     gives an unbounded ray; a pixel with a class and depth > 0 a ray to its depth (its voxel holds its point). An
     ignore (255) pixel with depth > 0 says the space before it is empty but not what is there: its ray stops
     ``ignore_margin`` metres short (a voxel diagonal), so the unlabelled surface's voxel is never called free.
-    ``max_range`` caps every ray. Rows/columns 0, stride, 2*stride, ... are used.
+    ``max_range`` caps every ray. Rows/columns 0, stride, 2*stride, ... are used; each ray weighs
+    (stride / pixel_stride)^2, the lifted points (one per ``pixel_stride`` pixels) it stands for.
     """
     h, w = depth.shape
     sub = (slice(None, None, stride), slice(None, None, stride))
@@ -177,7 +190,8 @@ def camera_rays(
     T = np.asarray(ref_T_cam, np.float64)
     directions = unit[valid] @ T[:3, :3].T
     origins = np.broadcast_to(T[:3, 3], directions.shape)
-    return FreeSpaceRays(np.ascontiguousarray(origins), directions, ranges)
+    weights = np.full(len(ranges), (stride / pixel_stride) ** 2)
+    return FreeSpaceRays(np.ascontiguousarray(origins), directions, ranges, weights)
 
 
 def rays_to_points(origin: np.ndarray, cloud: SemanticCloud, max_range: float | None = None) -> FreeSpaceRays:
@@ -198,6 +212,32 @@ def traverse(rays: FreeSpaceRays, grid: VoxelGrid = OCC3D_GRID, out: np.ndarray 
     if len(rays):
         mark_traversed_m(rays.origins, rays.directions, rays.ranges, grid=grid, out=out)
     return out
+
+
+def count_pass_throughs(rays: FreeSpaceRays, grid: VoxelGrid = OCC3D_GRID, out: np.ndarray | None = None) -> np.ndarray:
+    """Weighted number of rays that cross each voxel without ending in it: (X, Y, Z) float64 (added to ``out``)."""
+    if out is None:
+        out = np.zeros(grid.shape, np.float64)
+    if len(rays):
+        count_passes_m(rays.origins, rays.directions, rays.ranges, rays.ray_weights, grid, out)
+    return out
+
+
+def pass_through_drops(
+    passes_all: np.ndarray, passes_current: np.ndarray, ends: np.ndarray, ratio: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Voxels whose points a pass-through filter drops: (static drop, dynamic drop), each (X, Y, Z) bool.
+
+    passes_all: (X, Y, Z) weighted rays of every frame of the window crossing the voxel; passes_current: those of
+    the current frame; ends: (X, Y, Z) points in the voxel (the rays that end there). Static points go where the
+    window's rays cross the voxel more than ``ratio`` of the time, passes / (passes + ends) > ratio; dynamic points
+    (the current frame's own) are judged against the current frame's rays alone, since a moving object may stand
+    where earlier rays passed. Computed in float64, so both label backends drop the same voxels.
+    """
+    ends = np.asarray(ends, np.float64)
+    static = passes_all > ratio * (passes_all + ends)
+    dynamic = passes_current > ratio * (passes_current + ends)
+    return static, dynamic
 
 
 def label_masks(
