@@ -53,7 +53,7 @@ def test_in_memory_labels_equal_the_written_ones_and_shards_partition(tiny_simsc
     from easyocc.labels.sources.oracle import OracleDepth, OracleSemantics
 
     labeler = DatasetLabeler(tiny_simscenes, OracleSemantics(tiny_simscenes), OracleDepth(tiny_simscenes),
-                             LabelConfig(frames=1), version="v1.0-mini", device="cpu")
+                             LabelConfig(frames=1, future_frames=0), version="v1.0-mini", device="cpu")
     assert [s.name for s in labeler.scenes("all")] == ["scene-0001", "scene-0002"]
     assert [[s.name for s in labeler.scenes("all", shard=(i, 2))] for i in (0, 1)] == [["scene-0001"], ["scene-0002"]]
     assert [s.name for s in labeler.scenes(names=["scene-0002"])] == ["scene-0002"]
@@ -67,7 +67,7 @@ def test_in_memory_labels_equal_the_written_ones_and_shards_partition(tiny_simsc
         np.testing.assert_array_equal(written.mask_camera, labels.mask_camera)
     assert labeler.write(tmp_path, val, progress=False).already == 4  # resumed: nothing to do
     other = DatasetLabeler(tiny_simscenes, OracleSemantics(tiny_simscenes), OracleDepth(tiny_simscenes),
-                           LabelConfig(frames=2), device="cpu")
+                           LabelConfig(frames=2, future_frames=0), device="cpu")
     with pytest.raises(EasyOccError, match=r"frames 1 -> 2"):
         other.write(tmp_path, val, progress=False)
     with pytest.raises(EasyOccError, match="workers must be >= 1"):
@@ -79,6 +79,7 @@ def test_in_memory_labels_equal_the_written_ones_and_shards_partition(tiny_simsc
         DatasetLabeler(tmp_path / "nowhere", OracleSemantics(tmp_path), OracleDepth(tmp_path))
 
 
+@pytest.mark.slow  # the val scene labelled three times, torch on the CPU once
 def test_the_torch_backend_on_the_cpu_gives_the_numba_labels(tiny_simscenes):
     from easyocc.labels import DatasetLabeler, LabelConfig
     from easyocc.labels.sources import SourceSpec
@@ -86,8 +87,8 @@ def test_the_torch_backend_on_the_cpu_gives_the_numba_labels(tiny_simscenes):
     semantics, depth = SourceSpec(oracle_noise="realistic").build(tiny_simscenes)
 
     def labels(backend):
-        labeler = DatasetLabeler(tiny_simscenes, semantics, depth, LabelConfig(frames=1, pixel_stride=2),
-                                 device="cpu", backend=backend)
+        labeler = DatasetLabeler(tiny_simscenes, semantics, depth,
+                                 LabelConfig(frames=1, future_frames=1, pixel_stride=2), device="cpu", backend=backend)
         return [labels for _, _, labels in labeler.labels(labeler.scenes("val"))]
 
     numba, torch = labels("numba"), labels("torch")

@@ -70,6 +70,7 @@ def test_one_keyframe_scene_uses_that_frame(street, tmp_path):
     assert label_scene(labeler(street, LabelConfig()), scene, tmp_path) == 1
 
 
+@pytest.mark.slow  # five configs, both backends
 def test_torch_path_equals_numba_path(street):
     """Both backends give the same labels, with each 2026 idea alone and all together; each idea changes them."""
     scene = toyworld.make_scene(num_keyframes=2, width=160, height=90, yaw_rate=0.1, camera_time_offsets=True)
