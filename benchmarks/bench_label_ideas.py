@@ -52,7 +52,7 @@ class OnceObserver:
 
     def __init__(self, observer):
         self.observer = observer
-        self.device = observer.device
+        self.backend = observer.backend
         self.frames: dict = {}
 
     def observe(self, keyframe, with_rays: bool = True):
@@ -63,16 +63,6 @@ class OnceObserver:
 
     def forget(self) -> None:
         self.frames.clear()
-
-
-def source_args(data: Path, preset: str) -> argparse.Namespace:
-    """The arguments ``easyocc labels`` would get for the noisy oracle (sources are built from them)."""
-    from easyocc.labels import command
-
-    parser = argparse.ArgumentParser()
-    command.add_arguments(parser)
-    return parser.parse_args(["--data", str(data), "--out", "unused", "--semantics", "oracle", "--depth", "oracle",
-                              "--oracle-noise", preset])
 
 
 def ensure_world(args: argparse.Namespace) -> Path:
@@ -97,7 +87,7 @@ def measure(data: Path, presets: list[str], split: str, variants: dict[str, dict
     from easyocc.evaluation.runner import find_ground_truth
     from easyocc.labels.config import LabelConfig
     from easyocc.labels.pipeline import CameraObserver, SceneLabeler
-    from easyocc.labels.sources import sources_from_args
+    from easyocc.labels.sources import SourceSpec
     from easyocc.occ3d import read_labels
 
     version = resolve_version(data, "auto")
@@ -108,7 +98,7 @@ def measure(data: Path, presets: list[str], split: str, variants: dict[str, dict
     configs = {name: LabelConfig(**{**BEFORE, **changes}) for name, changes in variants.items()}
     rows = []
     for preset in presets:
-        semantics, depth = sources_from_args(source_args(data, preset), data)
+        semantics, depth = SourceSpec(oracle_noise=preset).build(data)
         observer = OnceObserver(CameraObserver(semantics, depth, LabelConfig(carve=True)))
         scores = {name: (ConfusionMatrix(), ConfusionMatrix(), RayIoU()) for name in configs}
         seconds = dict.fromkeys(configs, 0.0)

@@ -117,10 +117,10 @@ class TrainingSetup:
 
         from easyocc.config import load_config
         from easyocc.training.config import TrainConfig
-        from easyocc.training.distributed import pick_device
+        from easyocc.devices import resolve_device
 
         self.config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
-        self.device = device = pick_device(device_name)
+        self.device = device = resolve_device(device_name, local_rank=0)
         torch.manual_seed(0)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True
@@ -317,10 +317,10 @@ def measure_ssim(name: str, device_name: str, iterations: int) -> dict:
     from easyocc.config import load_config
     from easyocc.losses.rendering import ssim_error
     from easyocc.training.config import TrainConfig
-    from easyocc.training.distributed import pick_device
+    from easyocc.devices import resolve_device
 
     config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
-    device = pick_device(device_name)
+    device = resolve_device(device_name, local_rank=0)
     height, width = config.data.input_size
     generator = torch.Generator().manual_seed(0)
     target = torch.rand(12, 3, height, width, generator=generator).to(device)
@@ -375,11 +375,11 @@ def measure_lifting(name: str, device_name: str, iterations: int) -> dict:
     from easyocc.config import load_config
     from easyocc.models.lifting import VoxelLifter
     from easyocc.training.config import TrainConfig
+    from easyocc.devices import resolve_device
     from easyocc.training.cost import peak_memory_mb
-    from easyocc.training.distributed import pick_device
 
     config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
-    device = pick_device(device_name)
+    device = resolve_device(device_name, local_rank=0)
     stride = config.model.feature_stride
     height, width = config.data.input_size
     K, ego_T_cam = six_camera_rig((height, width))
@@ -477,9 +477,9 @@ def main() -> None:
     sys.path.insert(0, str(REPO / "src"))
     import torch
 
-    from easyocc.training.distributed import pick_device
+    from easyocc.devices import resolve_device
 
-    device = pick_device(args.device)
+    device = resolve_device(args.device, local_rank=0)
     report = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else f"cpu ({os.cpu_count()} cores)",
         "torch": torch.__version__,

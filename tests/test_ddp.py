@@ -100,6 +100,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out: str) -> None:
     shutdown_distributed(context)
 
 
+@pytest.mark.slow  # two gloo processes
 def test_ddp_gradients_are_the_average_over_processes(tmp_path):
     out = str(tmp_path / "grads")
     mp.start_processes(_ddp_worker, args=(2, _free_port(), out), nprocs=2, start_method="spawn")
@@ -116,6 +117,7 @@ def test_ddp_gradients_are_the_average_over_processes(tmp_path):
         assert not torch.allclose(per_rank[0]["voxel_cnn.head.weight"], per_rank[1]["voxel_cnn.head.weight"])
 
 
+@pytest.mark.slow  # torchrun starts two training processes
 def test_torchrun_two_processes_train(real_nuscenes_root, tmp_path):
     tokens = replicate_keyframe(real_nuscenes_root, tmp_path / "data", copies=3)
     write_pseudo_labels(tmp_path / "labels", "scene-0061", tokens)

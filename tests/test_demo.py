@@ -17,6 +17,7 @@ def tiny_demo(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow  # the demo end to end (its fixture)
 def test_demo_writes_a_report_with_every_predictor_and_protocol(tiny_demo, capsys):
     report = tiny_demo / "report"
     scores = json.loads((report / "scores.json").read_text())["scores"]
@@ -38,6 +39,7 @@ def test_demo_writes_a_report_with_every_predictor_and_protocol(tiny_demo, capsy
     assert "[viewer.html](viewer.html)" in text and "easyocc view --data" in text
 
 
+@pytest.mark.slow  # the demo end to end (its fixture)
 def test_demo_rerun_reuses_the_finished_stages(tiny_demo, capsys):
     model, dataset = tiny_demo / "run" / "model.pt", tiny_demo / "simscenes" / "simscenes.json"
     before = model.stat().st_mtime_ns, dataset.stat().st_mtime_ns
@@ -47,6 +49,7 @@ def test_demo_rerun_reuses_the_finished_stages(tiny_demo, capsys):
     assert scores["seconds"]["training"] < 5 and "report:" in capsys.readouterr().out
 
 
+@pytest.mark.slow  # the demo end to end (its fixture)
 def test_demo_refuses_other_settings_and_foreign_folders(tiny_demo, tmp_path, capsys):
     assert cli.main(["demo", "--out", str(tiny_demo), *TINY, "--seed", "1"]) == 2
     assert "demo.json: an earlier demo with other settings" in capsys.readouterr().err

@@ -247,8 +247,34 @@ def test_option_errors(dataset, capsys):
     assert "--workers" in line
     line = one_error_line(*run_eval(capsys, "--pred", pred, "--gt", gt, "--rayiou", "--data", pred,
                                     "--ray-device", "gpu")[::2])
-    assert "unknown ray device 'gpu'" in line
+    assert "invalid device 'gpu'" in line
+    # The implementation is its own option: the old spelling says how to update.
+    line = one_error_line(*run_eval(capsys, "--pred", pred, "--gt", gt, "--rayiou", "--data", pred,
+                                    "--ray-device", "numba")[::2])
+    assert "--ray-backend numba" in line
+    line = one_error_line(*run_eval(capsys, "--pred", pred, "--gt", gt, "--rayiou", "--data", pred,
+                                    "--ray-backend", "cuda")[::2])
+    assert "unknown ray backend 'cuda'" in line
 
+
+def test_config_file_then_set_then_options(dataset, capsys, tmp_path):
+    """``--config`` YAML of EvalConfig fields, then ``--set``, then the options, through ``easyocc.config``."""
+    pred, gt, _ = dataset
+    config = tmp_path / "eval.yaml"
+    config.write_text("mask: none\nworkers: 2\n")
+    masks = {}
+    for name, extra in (("file", []), ("set", ["--set", "mask=lidar"]), ("option", ["--set", "mask=lidar", "--mask",
+                                                                                   "camera+lidar"])):
+        code, _, _ = run_eval(capsys, "--pred", pred, "--gt", gt, "--config", config, *extra, "--json",
+                              tmp_path / f"{name}.json")
+        assert code == 0
+        masks[name] = json.loads((tmp_path / f"{name}.json").read_text())["mask"]
+    assert masks == {"file": "none", "set": "lidar", "option": "camera+lidar"}
+    config.write_text("mask: none\nray_devise: cpu\n")
+    line = one_error_line(*run_eval(capsys, "--pred", pred, "--gt", gt, "--config", config)[::2])
+    assert str(config) in line and "unknown key 'ray_devise'" in line
+    line = one_error_line(*run_eval(capsys, "--pred", pred, "--gt", gt, "--set", "rayiou=true")[::2])
+    assert "--data" in line
 
 @pytest.fixture(scope="module")
 def ray_dataset(tmp_path_factory):
@@ -259,11 +285,12 @@ def ray_dataset(tmp_path_factory):
     return root, tokens
 
 
+@pytest.mark.slow  # RayIoU of three sample sets, numba and torch
 def test_rayiou_from_the_command_line(ray_dataset, capsys, tmp_path):
     root, tokens = ray_dataset
     pred, gt, _ = write_dataset(tmp_path / "same", tokens, seed=1, same=True)
     code, out, _ = run_eval(capsys, "--pred", pred, "--gt", gt, "--rayiou", "--data", root / "nuscenes",
-                            "--version", "v1.0-mini", "--ray-device", "numba", "--json", tmp_path / "same.json")
+                            "--version", "v1.0-mini", "--ray-backend", "numba", "--json", tmp_path / "same.json")
     report = json.loads((tmp_path / "same.json").read_text())
     assert code == 0 and report["rayiou"]["RayIoU"] == 100.0 and report["rayiou"]["RayIoU@1"] == 100.0
     # 2 + 2 + 1 origins x 14,040 rays, less those whose GT sees only free space.
@@ -273,12 +300,13 @@ def test_rayiou_from_the_command_line(ray_dataset, capsys, tmp_path):
     # The runner's torch path (batched in the parent) against the numba path (in the workers), on one sample.
     pred, gt, _ = write_dataset(tmp_path / "noisy", {"scene-0002": tokens["scene-0002"]}, seed=1)
     reports = {}
-    for device in ("numba", "cpu"):
+    for backend in ("numba", "torch"):
         code, _, _ = run_eval(capsys, "--pred", pred, "--gt", gt, "--rayiou", "--data", root / "nuscenes",
-                              "--version", "v1.0-mini", "--ray-device", device, "--json", tmp_path / f"{device}.json")
+                              "--version", "v1.0-mini", "--ray-device", "cpu", "--ray-backend", backend,
+                              "--json", tmp_path / f"{backend}.json")
         assert code == 0
-        reports[device] = json.loads((tmp_path / f"{device}.json").read_text())["rayiou"]
-    assert reports["numba"] == reports["cpu"]  # the torch caster is the numba caster, bit for bit
+        reports[backend] = json.loads((tmp_path / f"{backend}.json").read_text())["rayiou"]
+    assert reports["numba"] == reports["torch"]  # the torch caster is the numba caster, bit for bit
     assert 0 < reports["numba"]["RayIoU"] < 100
 
 
@@ -286,5 +314,5 @@ def test_rayiou_needs_every_sample_in_the_tables(ray_dataset, capsys, tmp_path):
     root, tokens = ray_dataset
     pred, gt, _ = write_dataset(tmp_path, {"scene-0001": [tokens["scene-0001"][0], "not-a-keyframe"]}, seed=3)
     line = one_error_line(*run_eval(capsys, "--pred", pred, "--gt", gt, "--rayiou", "--data", root / "nuscenes",
-                                    "--version", "v1.0-mini", "--ray-device", "numba")[::2])
+                                    "--version", "v1.0-mini", "--ray-backend", "numba")[::2])
     assert "not-a-keyframe" in line and "not a keyframe" in line

@@ -157,6 +157,7 @@ def _all_reduce_worker(rank, world_size, init_file):
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # two gloo processes
 def test_all_reduce_sums_counts_across_two_gloo_processes(tmp_path):
     import torch.multiprocessing as mp
 

@@ -112,6 +112,7 @@ def test_casting_equals_brute_force_reference_on_random_grids():
     np.testing.assert_allclose(m_fast.compute().per_class, m_slow.compute().per_class, equal_nan=True)
 
 
+@pytest.mark.slow  # 14,040 rays x 8 origins, twice
 def test_torch_lockstep_caster_equals_numba_bit_for_bit():
     rng = np.random.default_rng(5)
     gt = structured_grid(rng, SMALL_GRID.shape)
@@ -161,21 +162,47 @@ def test_ray_counts_follow_the_reference_definition():
     )
     metric = RayIoU()
     metric.update(hits)
-    # Kept: the first five rays (GT free and 255 are dropped).
-    assert metric.num_rays[0] == 5
-    assert metric.gt_count[car] == 2 and metric.gt_count[road] == 3
-    assert metric.pred_count[car] == 3 and metric.pred_count[road] == 1 and metric.pred_count[free] == 1
+    # Kept: every ray but the one whose GT sees only free space (ray 5). Ray 6 ends on a GT 255 voxel: as in
+    # SparseOcc it is kept, counts for no GT class, and its predicted car is a false positive.
+    assert metric.num_rays[0] == 6
+    assert metric.gt_count[car] == 2 and metric.gt_count[road] == 3 and metric.gt_count.sum() == 5
+    assert metric.pred_count[car] == 4 and metric.pred_count[road] == 1 and metric.pred_count[free] == 1
     # car TP: ray 0 at every threshold (0.5 m), ray 1 only at 4 m (3 m). road TP: ray 2 (0 m).
     np.testing.assert_array_equal(metric.true_positive[:, car], [1, 1, 2])
     np.testing.assert_array_equal(metric.true_positive[:, road], [1, 1, 1])
     s = metric.compute()
-    car_iou = np.array([1, 1, 2]) / (2 + 3 - np.array([1, 1, 2]))
+    car_iou = np.array([1, 1, 2]) / (2 + 4 - np.array([1, 1, 2]))
     road_iou = 1 / (3 + 1 - 1)
     np.testing.assert_allclose(s.per_class[:, car], 100 * car_iou)
     np.testing.assert_allclose(s.at_threshold, 100 * (car_iou + road_iou) / 2)
     assert s.rayiou == pytest.approx(s.at_threshold.mean())
     merged = pickle.loads(pickle.dumps(metric)).merge(metric)
     np.testing.assert_array_equal(merged.true_positive, 2 * metric.true_positive)
+
+
+def test_ignored_gt_stops_the_ray_and_a_prediction_there_is_a_false_positive():
+    """SparseOcc (loaders/ray_metrics.py): 255 is not free, so it ends the GT ray; the ray is kept; the predicted
+    class along it is counted, the GT class is none: a false positive for a class, nothing for free."""
+    grid = SMALL_GRID
+    gt = np.full(grid.shape, FREE, np.uint8)
+    gt[25, 20, 4] = 255  # +x: unlabelled
+    gt[15, 20, 4] = CLASS_IDS["car"]  # -x: a car
+    origin = np.array([[0.2, 0.2, 0.8]])
+    directions = np.array([[1.0, 0, 0], [-1.0, 0, 0]], np.float32)
+    predictions = {"car on the 255 voxel": np.where(gt == FREE, FREE, CLASS_IDS["car"]).astype(np.uint8),
+                   "free on the 255 voxel": np.where(gt == 255, FREE, gt).astype(np.uint8)}
+    scores = {}
+    for name, pred in predictions.items():
+        for cast in (cast_rays, lambda *a: cast_rays_torch(*a)[0]):
+            hits = cast(pred, gt, origin, directions, grid)
+            assert list(hits.gt_label) == [255, CLASS_IDS["car"]]
+            assert hits.gt_depth[0] == pytest.approx(2.2, abs=1e-5)  # stopped where it leaves the 255 voxel
+            metric = RayIoU()
+            metric.update(hits)
+            assert metric.num_rays[0] == 2 and metric.gt_count.sum() == 1
+            scores.setdefault(name, []).append(metric.compute().per_class[:, CLASS_IDS["car"]])
+    np.testing.assert_allclose(scores["car on the 255 voxel"], 50.0)  # TP 1 / (GT 1 + predicted 2 - TP 1)
+    np.testing.assert_allclose(scores["free on the 255 voxel"], 100.0)
 
 
 def test_origin_of_the_real_keyframe_is_its_lidar_mounting(real_nuscenes_root):

@@ -6,7 +6,7 @@ import pytest
 from easyocc import cli
 from easyocc.data.synthetic.layout import sim_depth_path
 from easyocc.labels import toyworld
-from easyocc.labels.command import shard_scenes
+from easyocc.labels.dataset import shard_scenes
 from easyocc.occ3d import read_labels
 from labels_dataroot import VERSION, toy_scenes, write_toy_dataroot
 
@@ -116,6 +116,7 @@ def test_label_quality_scores_a_labels_folder(dataroot, tmp_path, capsys):
     assert 0 < scores["camera"]["IoU"] <= 100 and scores["none"]["mIoU"] is not None
 
 
+@pytest.mark.slow  # labels a dataroot per sweep setting
 def test_label_quality_sweep_writes_table_and_plot(dataroot, tmp_path, capsys):
     out = tmp_path / "sweep"
     code = cli.main(["label-quality", "--sweep", "--data", str(dataroot), "--version", VERSION, "--gt",

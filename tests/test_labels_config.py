@@ -3,7 +3,7 @@ import argparse
 import pytest
 
 from easyocc.errors import EasyOccError, InputError
-from easyocc.labels.command import add_config_arguments, config_from_args, parse_shard
+from easyocc.labels.options import add_config_arguments, config_from_args, parse_shard
 from easyocc.labels.config import LabelConfig
 from easyocc.occ3d import CLASS_IDS, DYNAMIC_CLASSES
 
@@ -42,6 +42,25 @@ def test_bad_settings_are_one_line_errors(tmp_path):
         parse_shard("3/3")
     assert parse_shard("1/4") == (1, 4)
 
+
+
+def test_set_overrides_the_file_and_the_flags_override_set(tmp_path):
+    """``--set`` goes through the typed loader of ``easyocc.config``: between the file and the flags."""
+    parser = argparse.ArgumentParser()
+    add_config_arguments(parser)
+    path = tmp_path / "labels.yaml"
+    path.write_text("frames: 3\nmin_points: 4\n")
+    config = config_from_args(parser.parse_args(["--config", str(path), "--set", "frames=5", "carve=false",
+                                                 "dynamic_classes=[4]", "--min-points", "1"]))
+    assert (config.frames, config.min_points, config.carve, config.dynamic_classes) == (5, 1, False, (4,))
+    config = config_from_args(parser.parse_args(["--set", "frames=2", "--frames", "7"]))
+    assert config.frames == 7
+    with pytest.raises(InputError, match=r"--set.*unknown key 'frame'"):
+        config_from_args(parser.parse_args(["--set", "frame=2"]))
+    with pytest.raises(InputError, match=r"--set.*frames: expected an integer"):
+        config_from_args(parser.parse_args(["--set", "frames=2.5"]))
+    with pytest.raises(EasyOccError, match="frames must be >= 0"):
+        config_from_args(parser.parse_args(["--set", "frames=-1"]))
 
 
 def test_label_ideas_flags_and_yaml(tmp_path):

@@ -6,7 +6,7 @@ from easyocc.labels import toyworld
 from easyocc.labels.config import LabelConfig
 from easyocc.labels.pipeline import CameraObserver, SceneLabeler, label_scene
 from easyocc.labels.sources.base import DepthSource, SemanticSource
-from easyocc.labels.torch_backend import TORCH_CPU
+from easyocc.labels.backend import NumbaBackend, label_backend
 from easyocc.occ3d import CLASS_IDS, FREE, label_path, read_labels
 
 CAR = CLASS_IDS["car"]
@@ -17,9 +17,9 @@ def street():
     return toyworld.street(seed=1)
 
 
-def labeler(world, config, device="cpu", semantics=None, depth=None):
+def labeler(world, config, backend=NumbaBackend(), semantics=None, depth=None):
     observer = CameraObserver(semantics or toyworld.ToySemantics(world), depth or toyworld.ToyDepth(world), config,
-                              device=device)
+                              backend=backend)
     return SceneLabeler(observer, config)
 
 
@@ -70,6 +70,7 @@ def test_one_keyframe_scene_uses_that_frame(street, tmp_path):
     assert label_scene(labeler(street, LabelConfig()), scene, tmp_path) == 1
 
 
+@pytest.mark.slow  # five configs, both backends
 def test_torch_path_equals_numba_path(street):
     """Both backends give the same labels, with each 2026 idea alone and all together; each idea changes them."""
     scene = toyworld.make_scene(num_keyframes=2, width=160, height=90, yaw_rate=0.1, camera_time_offsets=True)
@@ -94,7 +95,7 @@ def test_torch_path_equals_numba_path(street):
     results = []
     for cfg in configs:
         numba_labels = [l for _, l in labeler(street, cfg, **sources).labels(scene)]
-        torch_labels = [l for _, l in labeler(street, cfg, device=TORCH_CPU, **sources).labels(scene)]
+        torch_labels = [l for _, l in labeler(street, cfg, backend=label_backend("torch", "cpu"), **sources).labels(scene)]
         for a, b in zip(numba_labels, torch_labels):
             for key in ("semantics", "mask_camera", "mask_lidar"):
                 np.testing.assert_array_equal(getattr(a, key), getattr(b, key))

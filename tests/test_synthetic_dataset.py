@@ -134,7 +134,7 @@ def test_ground_truth_scored_against_itself_is_perfect(tiny_simscenes, index, tm
         assert (labels.semantics[:, :, :2] == FREE).all()  # below the ground
         assert (labels.mask_camera[:, :, :2] == 0).all() and (labels.mask_lidar[:, :, :2] == 0).all()
     report = evaluate_dirs(tmp_path, tiny_simscenes / "gts", mask="camera", workers=1, progress=False,
-                           rayiou=True, data_root=str(tiny_simscenes), version="v1.0-mini", ray_device="numba")
+                           rayiou=True, data_root=str(tiny_simscenes), version="v1.0-mini", ray_backend="numba")
     assert report.num_samples == len(index)
     present = ~np.isnan(report.scores.per_class[:17])
     assert present.sum() >= 12
@@ -303,6 +303,25 @@ def test_cli_synth(tmp_path, capsys):
     assert "not a SimScenes dataset" in capsys.readouterr().err
     assert cli.main(["synth", "--out", str(tmp_path / "x"), "--keyframes", "0", "--quiet"]) == 2
 
+
+def test_cli_synth_config_file_then_set_then_options(tmp_path, capsys):
+    """``--config`` YAML, then ``--set``, then the options, through ``easyocc.config``; each bad value one line."""
+    config = tmp_path / "synth.yaml"
+    config.write_text("scenes: 1\nkeyframes: 3\nimage_size: [64, 36]\nseed: 5\nsweeps: none\n")
+    out = tmp_path / "ds"
+    assert cli.main(["synth", "--out", str(out), "--config", str(config), "--set", "keyframes=2", "jpeg_quality=80",
+                     "--seed", "6", "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["keyframes"] == 2 and summary["images"] == 12
+    written = json.loads((out / "simscenes.json").read_text())["config"]
+    assert (written["keyframes"], written["seed"], written["jpeg_quality"], written["sweeps"]) == (2, 6, 80, "none")
+    for argv, message in ((["--set", "keyframe=2"], "unknown key 'keyframe'"),
+                          (["--set", "scenes=1.5"], "scenes: expected an integer"),
+                          (["--config", str(config), "--set", "keyframes=0"], "at least one scene and one keyframe")):
+        assert cli.main(["synth", "--out", str(tmp_path / "bad"), *argv, "--quiet"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "bad").exists()
 
 def test_the_oracle_source_reads_simscenes(tiny_simscenes, index):
     from easyocc.labels.sources.oracle import OracleDepth, OracleSemantics

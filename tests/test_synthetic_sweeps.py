@@ -69,7 +69,7 @@ def test_sweep_steps_per_mode():
     assert sweep_steps("none", 0, 3) == ()
     assert sweep_steps("all", 2, 3) == ()  # nothing after the last keyframe, as in nuScenes
     with pytest.raises(ValueError, match="sweeps must be one of"):
-        SynthConfig(sweeps="some").validate()
+        SynthConfig(sweeps="some")
 
 
 def test_devkit_loads_sweeps_chained_per_camera_in_time_order(nusc, sweeps_simscenes):

@@ -133,6 +133,7 @@ def _weights(path: Path) -> dict[str, torch.Tensor]:
     return load_checkpoint(path)["model"]
 
 
+@pytest.mark.slow  # three short trainings
 def test_resume_ends_with_the_weights_of_an_uninterrupted_run(dataroot, tmp_path, monkeypatch, capsys):
     root, labels, _ = dataroot
     straight = tmp_path / "straight"

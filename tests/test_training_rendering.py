@@ -208,6 +208,7 @@ def test_predict_writes_occ3d_predictions_from_a_rendering_checkpoint(rendering_
     np.testing.assert_array_equal(pred, logits.argmax(dim=1)[0].numpy())
 
 
+@pytest.mark.slow  # three short rendering trainings
 def test_resume_gives_the_weights_of_an_uninterrupted_rendering_run(sweeps_simscenes, tmp_path, monkeypatch,
                                                                     capsys):
     config = render_config("optim.epochs=2", "checkpoint_every=2", "sources.oracle_noise=realistic")

@@ -22,7 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "labels": ("easyocc.labels.command", "3D pseudo-labels (Easy3D-Labels) from 2D semantics and depth"),
     "label-quality": ("easyocc.labels.quality", "score pseudo-labels against ground truth; sweep frames/min-points"),
     "train": ("easyocc.training.command", "train the EasyOcc model on pseudo-labels (CPU, GPU, torchrun)"),
-    "predict": ("easyocc.predict", "write Occ3D predictions of a trained model for a split"),
+    "predict": ("easyocc.predict_command", "write Occ3D predictions of a trained model for a split"),
     "eval": ("easyocc.evaluation.command", "score predictions against Occ3D ground truth (mIoU, IoU, RayIoU)"),
     "demo": ("easyocc.demo", "the whole job on a small SimScenes: labels, training, prediction, scores, a report"),
     "compare": ("easyocc.experiments.command",

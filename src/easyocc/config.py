@@ -1,5 +1,12 @@
 """Typed configs: dataclasses filled from YAML files and ``key=value`` overrides, checked field by field.
 
+The path of a configurable command (``synth``, ``train``, ``eval``): ``--config FILE`` (or a built-in name), then
+``--set key=value ...``, then the command's own options (shortcuts for keys, e.g. ``--scenes 4`` for
+``scenes=4``), through :func:`load_config` (``labels`` and ``label-quality`` apply ``--set`` with
+:func:`apply_overrides` over their file reader, which also takes class names). A config dataclass checks its values
+in ``__post_init__`` and raises ValueError; :func:`load_config` turns that into the one-line error naming the file,
+``--set`` or the options.
+
 >>> from easyocc.training.config import TrainConfig
 >>> config = config_from_dict(TrainConfig, {"optim": {"epochs": 3}})
 >>> changed = apply_overrides(config, ["optim.lr=0.01", "model.backbone=resnet18"])
@@ -14,7 +21,7 @@ import types
 import typing
 from os import PathLike
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Mapping, TypeVar
 
 import yaml
 
@@ -111,8 +118,8 @@ def _convert(value: Any, annotation: Any, key: str) -> Any:
             return float(value)
         raise ConfigError(f"{key}: expected a number, got {value!r}")
     if annotation is str:
-        if isinstance(value, str):
-            return value
+        if isinstance(value, (str, PathLike)):  # a path given as an option
+            return str(value)
         raise ConfigError(f"{key}: expected a string, got {value!r}")
     raise ConfigError(f"{key}: unsupported field type {annotation}")
 
@@ -151,29 +158,41 @@ def config_to_dict(config: Any) -> dict:
     return plain(dataclasses.asdict(config))
 
 
-def apply_overrides(config: T, overrides: list[str]) -> T:
-    """A copy of ``config`` with ``dotted.key=value`` overrides applied; values are parsed as YAML
-    (``model.backbone=resnet18``, ``data.image_size=[160,288]``, ``model.pretrained=null``)."""
+def _set(data: dict, key: str, value: Any, item: str) -> None:
+    """``data[a][b] = value`` for the dotted key ``a.b`` (which must exist); ``item`` names it in errors."""
+    node = data
+    parts = key.strip().split(".")
+    for i, part in enumerate(parts):
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigError(f"unknown key '{'.'.join(parts[: i + 1])}' in {item}")
+        if i < len(parts) - 1:
+            node = node[part]
+    node[parts[-1]] = value
+
+
+def apply_overrides(config: T, overrides: list[str] = (), values: Mapping[str, Any] | None = None) -> T:
+    """A copy of ``config`` with ``dotted.key=value`` overrides applied, their values parsed as YAML
+    (``model.backbone=resnet18``, ``data.image_size=[160,288]``, ``model.pretrained=null``), then ``values``
+    (dotted key -> a Python value, e.g. a command's option; None = not given) as they are."""
     data = config_to_dict(config)
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override '{item}' is not of the form key=value")
-        node = data
-        parts = key.strip().split(".")
-        for i, part in enumerate(parts):
-            if not isinstance(node, dict) or part not in node:
-                raise ConfigError(f"unknown key '{'.'.join(parts[: i + 1])}' in override '{item}'")
-            if i < len(parts) - 1:
-                node = node[part]
-        node[parts[-1]] = yaml.safe_load(text)
+        _set(data, key, yaml.safe_load(text), f"override '{item}'")
+    for key, value in (values or {}).items():
+        if value is not None:
+            _set(data, key, value, "the options")
     return config_from_dict(type(config), data)
 
 
-def load_config(cls: type[T], path: str | PathLike | None, overrides: list[str] = ()) -> T:
-    """Read a YAML config file (or the defaults when ``path`` is None) and apply overrides.
+def load_config(cls: type[T], path: str | PathLike | None, overrides: list[str] = (),
+                options: Mapping[str, Any] | None = None) -> T:
+    """Read a YAML config file (or the defaults when ``path`` is None), apply ``--set`` overrides, then a command's
+    ``options`` (dotted key -> value; None = not given, so the file's value stays).
 
-    Any problem is an InputError naming the file (or the overrides) and the offending key.
+    Any problem is an InputError naming the file (or ``--set``) and the offending key; a bad option value is an
+    EasyOccError naming the key.
     """
     data: dict = {}
     if path is not None:
@@ -194,9 +213,13 @@ def load_config(cls: type[T], path: str | PathLike | None, overrides: list[str] 
     except ConfigError as exc:
         raise InputError(path or "<defaults>", str(exc)) from None
     try:
-        return apply_overrides(config, list(overrides))
+        config = apply_overrides(config, list(overrides))
     except ConfigError as exc:
         raise InputError("--set", str(exc)) from None
+    try:
+        return apply_overrides(config, values=options)
+    except ConfigError as exc:
+        raise EasyOccError(str(exc)) from None
 
 
 def save_config(path: str | PathLike, config: Any) -> None:

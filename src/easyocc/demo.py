@@ -82,10 +82,9 @@ def synth_config(settings: DemoSettings):
     from easyocc.data.synthetic.generate import SynthConfig
 
     # No camera sweeps: the EasyOcc model trains on keyframes only (neighbours: 1.7-2.1x the world stage).
-    config = SynthConfig(scenes=settings.scenes, keyframes=settings.keyframes,
-                         image_size=tuple(settings.image_size), seed=settings.seed, sweeps="none", version=VERSION)
     try:
-        config.validate()
+        config = SynthConfig(scenes=settings.scenes, keyframes=settings.keyframes,
+                             image_size=tuple(settings.image_size), seed=settings.seed, sweeps="none", version=VERSION)
     except ValueError as exc:
         raise EasyOccError(str(exc)) from None
     if settings.scenes < 2:
@@ -103,11 +102,12 @@ def synthesize(paths: DemoPaths, settings: DemoSettings) -> str:
 
 
 def make_labels(paths: DemoPaths, settings: DemoSettings, workers: int) -> None:
-    """``easyocc labels`` on every scene (val too, to score the labels themselves); resumable."""
+    """The pseudo-labels of every scene (val too, to score the labels themselves); resumable."""
     from easyocc.experiments.stages import run_labels
+    from easyocc.labels import LabelConfig
 
     run_labels(paths.data, paths.labels, settings.noise,
-               ["--frames", str(settings.frames), "--min-points", str(settings.min_points)], workers)
+               LabelConfig(frames=settings.frames, min_points=settings.min_points), workers)
 
 
 def train_config(settings: DemoSettings, run_config: Path | None = None):

@@ -6,30 +6,17 @@ The predictions are written as a set: into a temporary folder inside ``out`` fir
 every keyframe succeeded, so a failure leaves ``out`` as it was. ``out/predictions.json`` records the run (checkpoint,
 data, version, split and the sample tokens), which lets ``easyocc eval`` score exactly the predicted keyframes and
 lets a rerun replace them; a non-empty folder without it is refused.
+
+The library: :func:`predict_split`; the command's options are in ``predict_command``.
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
 
 from easyocc.occ3d import PREDICTIONS_MANIFEST, PREDICTIONS_MANIFEST_FORMAT, read_predictions_manifest
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=True, help="RUN/model.pt (or RUN/checkpoints/last.pt)")
-    parser.add_argument("--data", type=Path, required=True, help="nuScenes-format dataroot")
-    parser.add_argument("--out", type=Path, required=True,
-                        help="folder for <sample_token>.npz: new, empty, or an earlier easyocc predict folder")
-    parser.add_argument("--split", default="val", help="scenes to predict (default: val)")
-    parser.add_argument("--version", help="nuScenes table version (default: the run's, 'auto' = the dataroot's "
-                        "only v1.0-* folder)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1 (default: the GPU when present)")
-    parser.add_argument("--batch-size", type=int, default=1, help="keyframes per forward pass")
-    parser.add_argument("--workers", type=int, default=2, help="image loading processes")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def check_output(out: Path) -> dict | None:
@@ -87,17 +74,17 @@ def predict_split(
 
     from easyocc.data.nuscenes_index import resolve_version
     from easyocc.data.occ_dataset import InputLoader, OccDataset, split_keyframes
+    from easyocc.devices import resolve_device
     from easyocc.errors import EasyOccError
     from easyocc.fileio import staging_folder
     from easyocc.occ3d import prediction_path, write_prediction
     from easyocc.training.checkpoint import load_trained_model
-    from easyocc.training.distributed import pick_device
 
     if batch_size < 1 or workers < 0:
         raise EasyOccError(f"--batch-size must be >= 1 and --workers >= 0 (got {batch_size} and {workers})")
     out_dir = Path(out_dir)
     earlier = check_output(out_dir)
-    torch_device = pick_device(device)
+    torch_device = resolve_device(device, local_rank=0)
     model, config = load_trained_model(checkpoint, torch_device)
     version = resolve_version(data_root, version or config.data.version)
     keyframes = split_keyframes(data_root, version, split)
@@ -125,10 +112,3 @@ def predict_split(
         print(f"easyocc predict: note: replaced the earlier run's predictions in {out_dir} ({replaced} rewritten, "
               f"{removed} of other keyframes removed)", file=sys.stderr)
     return [prediction_path(out_dir, token) for token in manifest["samples"]]
-
-
-def run(args: argparse.Namespace) -> int:
-    files = predict_split(args.checkpoint, args.data, args.out, args.split, args.version, args.device,
-                          args.batch_size, args.workers, show_progress=not args.quiet)
-    print(f"wrote {len(files)} predictions (split {args.split}) to {args.out}")
-    return 0

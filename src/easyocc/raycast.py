@@ -1,8 +1,11 @@
 """Rays through a voxel grid (Amanatides-Woo traversal), compiled with numba, parallel over rays.
 
-One traversal serves four uses: RayIoU (first occupied voxel along a ray), SimScenes' camera and LiDAR masks
-(voxels passed through up to the first occupied one), pseudo-label free space (voxels a camera ray crosses
-before it reaches its depth) and pass-through counts (how many rays cross each voxel without ending in it).
+One traversal serves three uses: SimScenes' camera and LiDAR masks (voxels passed through up to the first occupied
+one), pseudo-label free space (voxels a camera ray crosses before it reaches its depth) and pass-through counts (how
+many rays cross each voxel without ending in it). RayIoU does not use it: ``evaluation.rayiou`` reproduces
+SparseOcc's CUDA walker (dvr) to the bit, with its own arithmetic (end points rounded to float32 voxel coordinates,
+its tie order between axes, the depth where a ray leaves a voxel, a step cap), which this exact traversal does not
+share. (The tests' first-hit query, built on the same walk, lives with the tests.)
 
 The kernels work in voxel units: voxel [i, j, k] spans [i, i+1) x [j, j+1) x [k, k+1). Directions should be unit
 vectors; then ray parameters ``t`` are distances in voxels (multiply by the voxel size for metres). The ``*_m``
@@ -103,24 +106,6 @@ def _walk(origin, direction, t_start, t_end, shape, occupied, use_occupied, visi
 
 
 @numba.njit(cache=True, parallel=True)
-def _first_hit_kernel(occupied_flat, shape, origins, directions, t_max):
-    n = directions.shape[0]
-    hit = np.full(n, -1, dtype=np.int64)
-    t_enter = np.empty(n, dtype=np.float32)
-    t_exit = np.empty(n, dtype=np.float32)
-    dummy = np.zeros(1, dtype=np.uint8)
-    no_passes = np.zeros(1, dtype=np.float64)
-    per_ray_origin = origins.shape[0] == n
-    for r in numba.prange(n):
-        o = origins[r] if per_ray_origin else origins[0]
-        h, a, b = _walk(o, directions[r], 0.0, t_max[r], shape, occupied_flat, True, dummy, False, no_passes, 0.0)
-        hit[r] = h
-        t_enter[r] = a
-        t_exit[r] = b
-    return hit, t_enter, t_exit
-
-
-@numba.njit(cache=True, parallel=True)
 def _mark_kernel(visited_flat, occupied_flat, use_occupied, shape, origins, directions, t_end):
     n = directions.shape[0]
     per_ray_origin = origins.shape[0] == n
@@ -155,20 +140,6 @@ def _prepare(origins, directions, t, n_name="directions"):
         raise ValueError(f"origins must have shape (3,), (1, 3) or (N, 3), got {origins.shape}")
     t = np.broadcast_to(np.asarray(t, dtype=np.float64), directions.shape[:1])
     return origins, directions, np.ascontiguousarray(t)
-
-
-def first_hit(occupied: np.ndarray, origins: np.ndarray, directions: np.ndarray, t_max=np.inf):
-    """First voxel with ``occupied != 0`` along each ray, in voxel units.
-
-    occupied: (X, Y, Z) bool/uint8; origins: (3,) or (N, 3); directions: (N, 3) unit vectors;
-    t_max: scalar or (N,) largest parameter searched.
-    Returns (hit (N,) int64 flat index into ``occupied`` or -1, t_enter (N,) float32, t_exit (N,) float32):
-    the parameters where the ray enters and leaves the hit voxel; for a miss both are where the walk ended
-    (the grid exit, or ``t_max``).
-    """
-    origins, directions, t_max = _prepare(origins, directions, t_max)
-    occ = np.ascontiguousarray(occupied).astype(np.uint8, copy=False).reshape(-1)
-    return _first_hit_kernel(occ, tuple(occupied.shape), origins, directions, t_max)
 
 
 def mark_traversed(
@@ -223,15 +194,6 @@ def count_passes(
         _pass_kernel(per_chunk, tuple(int(s) for s in shape), origins, directions, t_end, weights)
         out += per_chunk.sum(axis=0).reshape(shape)
     return out
-
-
-def first_hit_m(
-    occupied: np.ndarray, origins_m: np.ndarray, directions: np.ndarray, max_range_m=np.inf, grid: VoxelGrid = OCC3D_GRID
-):
-    """:func:`first_hit` with origins in metres (the grid's frame); distances returned in metres."""
-    o = grid.to_voxel_units(np.atleast_2d(origins_m))
-    hit, t_in, t_out = first_hit(occupied, o, directions, np.asarray(max_range_m, dtype=np.float64) / grid.voxel_size)
-    return hit, t_in * grid.voxel_size, t_out * grid.voxel_size
 
 
 def mark_traversed_m(

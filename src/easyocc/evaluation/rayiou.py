@@ -18,8 +18,11 @@ The arithmetic follows the reference to the bit where it decides a voxel or a th
 are rounded to float32 voxel coordinates as SparseOcc's tensors are (dividing by float32(0.4)), the walk is in
 float64, depths are stored in float32 and scaled by float32(0.4).
 
-Decision where SparseOcc is silent: ground-truth voxels with the ignore value 255 stop a ray (they are not free,
-as in SparseOcc) but such rays are dropped, like 255 voxels in the voxel metric.
+Ground-truth voxels with the ignore value 255, as SparseOcc treats them (``main_rayiou`` keeps every ray whose GT
+label is not free; ``calc_rayiou`` counts GT and predictions per class 0..17): a 255 voxel is not free, so it stops
+the GT ray, and the ray is kept. It adds to no class's GT count, while the prediction along it counts for its own
+class: a predicted class there is a false positive, a predicted free nothing. (Real Occ3D files hold no 255; users'
+own ground truth may.)
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import numpy as np
 
 from easyocc.evaluation.metrics import CountMetric, nanmean_percent
 from easyocc.geometry import invert_transform
-from easyocc.occ3d import FREE, IGNORE, NUM_CLASSES, NUM_SEMANTIC_CLASSES, OCC3D_GRID, VoxelGrid
+from easyocc.occ3d import FREE, NUM_CLASSES, NUM_SEMANTIC_CLASSES, OCC3D_GRID, VoxelGrid
 
 #: Depth-error thresholds (metres) of RayIoU@1, @2, @4.
 RAY_THRESHOLDS: tuple[float, ...] = (1.0, 2.0, 4.0)
@@ -408,8 +411,9 @@ class RayIoU(CountMetric):
         return [self.gt_count, self.pred_count, self.true_positive, self.num_rays, self.num_samples]
 
     def update(self, hits: RayHits) -> None:
-        """Count one sample's rays: those whose GT hit is a class (not free, not ignored)."""
-        keep = (hits.gt_label != FREE) & (hits.gt_label != IGNORE)
+        """Count one sample's rays: those whose GT hit is not free (an ignored 255 GT hit included, as SparseOcc:
+        no GT count, the prediction's class counted)."""
+        keep = hits.gt_label != FREE
         gt_label, pred_label = hits.gt_label[keep].astype(np.int64), hits.pred_label[keep].astype(np.int64)
         error = np.abs(hits.pred_depth[keep] - hits.gt_depth[keep])  # float32, as the reference compares
         self.gt_count += np.bincount(gt_label, minlength=NUM_CLASSES)[:NUM_CLASSES]

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from easyocc.devices import BACKENDS
 from easyocc.errors import EasyOccError, InputError
 from easyocc.evaluation.metrics import ConfusionMatrix, VoxelScores
 from easyocc.evaluation.protocols import MASK_DESCRIPTIONS, MASK_KEYS, ray_protocols, voxel_protocols
@@ -45,8 +46,9 @@ class EvalConfig:
     mask: which voxels the voxel metrics count (``MASK_KEYS``); allow_missing: evaluate only the GT samples that
     have a prediction instead of failing; workers: decoding processes (None = CPU count, 1 = in this process);
     rayiou: also compute RayIoU, with ray origins from the nuScenes-format ``data_root`` tables of ``version``;
-    ray_device: "numba" (CPU kernels in the workers), "cpu"/"cuda[:i]" (torch, batched in this process) or
-    "auto" (cuda when torch sees one, else numba); progress: show a progress bar.
+    ray_backend: the RayIoU caster, "numba" (CPU kernels in the workers), "torch" (batched in this process on
+    ``ray_device``) or "auto" (torch on a GPU, numba on the CPU); ray_device: where the torch caster runs (auto, cpu,
+    cuda, cuda:N, ``easyocc.devices``); progress: show a progress bar.
     """
 
     mask: str = "camera"
@@ -56,13 +58,22 @@ class EvalConfig:
     data_root: str | None = None
     version: str = "auto"
     ray_device: str = "auto"
+    ray_backend: str = "auto"
     progress: bool = True
 
     def __post_init__(self):
         if self.mask not in MASK_KEYS:
             raise ValueError(f"unknown mask '{self.mask}' (known: {', '.join(MASK_KEYS)})")
+        if self.workers is not None and self.workers < 1:
+            raise ValueError(f"workers (--workers) must be at least 1, got {self.workers}")
         if self.rayiou and not self.data_root:
-            raise ValueError("RayIoU needs data_root: the nuScenes-format dataroot that gives the LiDAR origins")
+            raise ValueError("RayIoU needs data_root (--data NUSCENES_ROOT): the nuScenes-format dataroot that gives "
+                             "the LiDAR origins")
+        if self.ray_device == "numba":
+            raise ValueError("ray device 'numba' names an implementation, not a device: use --ray-backend numba "
+                             "(ray_backend='numba'); the devices are auto, cpu, cuda, cuda:N")
+        if self.ray_backend not in BACKENDS:
+            raise ValueError(f"unknown ray backend '{self.ray_backend}' ({', '.join(BACKENDS)})")
 
 
 # ---------------------------------------------------------------------------------------------------- discovery
@@ -376,23 +387,20 @@ def _ray_origins(pairing: Pairing, data_root: str, version: str) -> dict[str, np
     return origins
 
 
-def _resolve_ray_device(ray_device: str) -> str:
-    """"numba", or a torch device string; "auto" = cuda when torch sees a GPU."""
-    if ray_device == "numba":
-        return ray_device
-    import torch
+def ray_caster(config: EvalConfig):
+    """("numba", None) or ("torch", torch.device): the RayIoU caster ``config`` asks for, its device checked
+    (``easyocc.devices``). numba runs on the CPU, so it refuses a CUDA device rather than ignore it."""
+    from easyocc.devices import resolve_backend, resolve_device
 
-    if ray_device == "auto":
-        return "cuda" if torch.cuda.is_available() else "numba"
     try:
-        device = torch.device(ray_device)
-    except RuntimeError:
-        raise EasyOccError(f"unknown ray device '{ray_device}' (numba, cpu, cuda, cuda:N or auto)") from None
-    if device.type not in ("cpu", "cuda"):
-        raise EasyOccError(f"ray device '{ray_device}' is not supported (numba, cpu, cuda, cuda:N or auto)")
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise EasyOccError(f"ray device '{ray_device}' requested but torch sees no CUDA device")
-    return ray_device
+        device = resolve_device(config.ray_device)
+    except EasyOccError as exc:
+        raise EasyOccError(f"ray device: {exc}") from None
+    backend = resolve_backend(config.ray_backend, device)
+    if backend == "numba" and device.type == "cuda" and config.ray_device != "auto":
+        raise EasyOccError(f"ray backend numba runs on the CPU and does not use ray device {config.ray_device} "
+                           "(the torch backend casts on the GPU)")
+    return backend, device if backend == "torch" else None
 
 
 def evaluate_dirs(
@@ -404,10 +412,10 @@ def evaluate_dirs(
     ``evaluate_dirs("preds", "gts", mask="none", workers=2)``. Bad input raises :class:`InputError`.
     """
     config = dataclasses.replace(config or EvalConfig(), **overrides)
-    ray_device = _resolve_ray_device(config.ray_device) if config.rayiou else None
+    backend, ray_device = ray_caster(config) if config.rayiou else (None, None)
     pairing = pair_samples(pred_dir, gt_dir, config.allow_missing)
     origins = _ray_origins(pairing, config.data_root, config.version) if config.rayiou else {}
-    ray_mode = None if ray_device is None else "numba" if ray_device == "numba" else "collect"
+    ray_mode = {None: None, "numba": "numba", "torch": "collect"}[backend]
     samples = [(gt, pred, origins.get(token)) for token, gt, pred in pairing.pairs]
     workers = max(1, min(config.workers or default_workers(), len(samples)))
     # A few jobs per worker balance the load; the torch path casts a whole job at once, so keep those GPU-sized.

@@ -57,8 +57,7 @@ class WorldConfig:
         from easyocc.data.synthetic.generate import SynthConfig
 
         config = SynthConfig(scenes=self.scenes, keyframes=self.keyframes, image_size=tuple(self.image_size),
-                             seed=self.seed, sweeps=self.sweeps, version=VERSION)
-        config.validate()
+                             seed=self.seed, sweeps=self.sweeps, version=VERSION)  # checks its values
         return config
 
 

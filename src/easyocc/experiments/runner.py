@@ -167,7 +167,7 @@ def claim_all(experiment: Experiment, paths: ExperimentPaths) -> None:
 # --- stages --------------------------------------------------------------------------------------------------------
 
 def make_label_set(experiment: Experiment, paths: ExperimentPaths, name: str, workers: int) -> str:
-    """``easyocc labels --config label_sets/<name>/labels.yaml`` into ``label_sets/<name>/labels/`` (resumable);
+    """Label set ``name`` (its settings kept in ``label_sets/<name>/labels.yaml``) into ``label_sets/<name>/labels/``;
     "reused" when every keyframe was labelled before, else "labelled"."""
     import yaml
 
@@ -176,7 +176,7 @@ def make_label_set(experiment: Experiment, paths: ExperimentPaths, name: str, wo
     with atomic_write(config_file, "w") as handle:
         yaml.safe_dump(settings, handle, sort_keys=False)
     before = label_file_count(paths.labels(name))
-    run_labels(paths.data, paths.labels(name), experiment.config.sources.noise, ["--config", str(config_file)],
+    run_labels(paths.data, paths.labels(name), experiment.config.sources.noise, experiment.config.label_sets[name],
                workers)
     return "reused" if before and label_file_count(paths.labels(name)) == before else "labelled"
 

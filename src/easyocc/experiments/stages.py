@@ -5,7 +5,6 @@ tables of a report.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Callable, Sequence
@@ -73,18 +72,16 @@ def generate_world(data_dir: Path, config, progress: bool = True) -> str:
     return "generated"
 
 
-def run_labels(data_dir: Path, labels_dir: Path, noise: str, label_args: Sequence[str], workers: int) -> None:
-    """``easyocc labels`` on every scene (val too, to score the labels themselves) with the oracle sources spoiled
-    by the ``noise`` preset; ``label_args`` are further flags (``--frames 13``, ``--config FILE``). Resumable."""
-    from easyocc.labels import command as labels_command
+def run_labels(data_dir: Path, labels_dir: Path, noise: str, config, workers: int) -> None:
+    """The pseudo-labels of every scene (val too, to score the labels themselves) with the oracle sources spoiled
+    by the ``noise`` preset and the label settings ``config`` (a LabelConfig), written to ``labels_dir``
+    (``easyocc labels``' library: manifest, resume). Resumable."""
+    from easyocc.labels import DatasetLabeler
+    from easyocc.labels.sources import SourceSpec
 
-    parser = argparse.ArgumentParser(prog="easyocc labels")
-    labels_command.add_arguments(parser)
-    args = parser.parse_args([
-        "--data", str(data_dir), "--version", VERSION, "--out", str(labels_dir), "--split", "all",
-        "--semantics", "oracle", "--depth", "oracle", "--oracle-noise", noise, *label_args, "--workers", str(workers),
-    ])
-    labels_command.run(args)
+    semantics, depth = SourceSpec(oracle_noise=noise).build(data_dir)
+    labeler = DatasetLabeler(data_dir, semantics, depth, config, version=VERSION)
+    labeler.write(labels_dir, labeler.scenes("all"), workers)
 
 
 def split_keyframes(data_dir: Path, split: str) -> list:

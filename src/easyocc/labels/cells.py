@@ -24,12 +24,13 @@ import numpy as np
 from easyocc.labels.buckets import count_unique
 from easyocc.occ3d import OCC3D_GRID, VoxelGrid
 
-# Cell index offsets and bit widths of the packed key: class 5 bits, z 16, y 21, x 21 (63 bits, keys >= 0).
-_CLASS_BITS = 5
-_Z_BITS = 16
-_XY_BITS = 21
-_Z_OFFSET = 1 << (_Z_BITS - 1)
-_XY_OFFSET = 1 << (_XY_BITS - 1)
+#: The packed (cell, class) key, one int64 (also built by ``torch_backend``): class 5 bits, z 16, y 21, x 21 (63 bits,
+#: keys >= 0); cell indices are stored offset by half their range.
+CLASS_BITS = 5
+Z_BITS = 16
+XY_BITS = 21
+Z_OFFSET = 1 << (Z_BITS - 1)
+XY_OFFSET = 1 << (XY_BITS - 1)
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,12 @@ def _pack(x, y, z, lower, cell, cls):
     ix = int(np.floor((x - lower[0]) / cell))
     iy = int(np.floor((y - lower[1]) / cell))
     iz = int(np.floor((z - lower[2]) / cell))
-    ix += _XY_OFFSET
-    iy += _XY_OFFSET
-    iz += _Z_OFFSET
-    if ix < 0 or ix >= (1 << _XY_BITS) or iy < 0 or iy >= (1 << _XY_BITS) or iz < 0 or iz >= (1 << _Z_BITS):
+    ix += XY_OFFSET
+    iy += XY_OFFSET
+    iz += Z_OFFSET
+    if ix < 0 or ix >= (1 << XY_BITS) or iy < 0 or iy >= (1 << XY_BITS) or iz < 0 or iz >= (1 << Z_BITS):
         return -1
-    return (((ix << _XY_BITS) | iy) << _Z_BITS | iz) << _CLASS_BITS | cls
+    return (((ix << XY_BITS) | iy) << Z_BITS | iz) << CLASS_BITS | cls
 
 
 @numba.njit(cache=True)
@@ -97,12 +98,12 @@ def _unpack(keys, counts, sums, lower, cell):
     index = np.empty(3, np.int64)
     for r in range(n):
         k = keys[r]
-        classes[r] = k & ((1 << _CLASS_BITS) - 1)
-        k >>= _CLASS_BITS
-        index[2] = (k & ((1 << _Z_BITS) - 1)) - _Z_OFFSET
-        k >>= _Z_BITS
-        index[1] = (k & ((1 << _XY_BITS) - 1)) - _XY_OFFSET
-        index[0] = (k >> _XY_BITS) - _XY_OFFSET
+        classes[r] = k & ((1 << CLASS_BITS) - 1)
+        k >>= CLASS_BITS
+        index[2] = (k & ((1 << Z_BITS) - 1)) - Z_OFFSET
+        k >>= Z_BITS
+        index[1] = (k & ((1 << XY_BITS) - 1)) - XY_OFFSET
+        index[0] = (k >> XY_BITS) - XY_OFFSET
         for a in range(3):
             lo = lower[a] + index[a] * cell
             hi = lower[a] + (index[a] + 1) * cell
@@ -206,7 +207,7 @@ def cell_size(divisions: int, grid: VoxelGrid = OCC3D_GRID) -> float:
 def _cells_from_keys(keys: np.ndarray, counts: np.ndarray, sums: np.ndarray, divisions: int, grid: VoxelGrid) -> FrameCells:
     # Buckets are 8-cell slabs along x: cells come out grouped in space, so that scattering them into the voxel
     # grid later stays within cache.
-    unique, totals, position_sums = count_unique(keys, counts, sums, part_shift=_CLASS_BITS + _Z_BITS + _XY_BITS + 3)
+    unique, totals, position_sums = count_unique(keys, counts, sums, part_shift=CLASS_BITS + Z_BITS + XY_BITS + 3)
     centres, classes = _unpack(unique, totals, position_sums, grid.lower_array, cell_size(divisions, grid))
     return FrameCells(centres, classes, totals)
 

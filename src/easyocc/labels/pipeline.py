@@ -25,15 +25,9 @@ import numpy as np
 
 from easyocc.data.nuscenes_index import Keyframe, Scene
 from easyocc.geometry import transform_points
-from easyocc.labels.aggregate import (
-    PosedFrame,
-    drop_passed_through,
-    posed_frame_from_cloud,
-    remove_outliers,
-    window_counts,
-    window_passes,
-)
-from easyocc.labels.cells import cells_from_image, cells_from_points, merge_runs
+from easyocc.labels.aggregate import PosedFrame, posed_frame_from_cloud, remove_outliers, window_passes
+from easyocc.labels.backend import LabelBackend, NumbaBackend
+from easyocc.labels.cells import cells_from_points
 from easyocc.labels.config import LabelConfig
 from easyocc.labels.lift import SemanticCloud, lift_image, resize_mask
 from easyocc.labels.sources.base import DepthSource, SemanticSource, check_depth, check_semantics
@@ -47,8 +41,10 @@ from easyocc.labels.visibility import (
     see_through_voxels,
     traverse,
 )
-from easyocc.labels.voxelize import vote
 from easyocc.occ3d import FREE, OCC3D_GRID, VoxelGrid, label_path, write_labels
+
+#: The default implementation: numba's CPU kernels.
+NUMBA = NumbaBackend()
 
 @dataclass(frozen=True)
 class KeyframeLabels:
@@ -63,7 +59,8 @@ class KeyframeLabels:
 
 
 def label_window(
-    window: Sequence[PosedFrame], config: LabelConfig, grid: VoxelGrid = OCC3D_GRID, device: str = "cpu"
+    window: Sequence[PosedFrame], config: LabelConfig, grid: VoxelGrid = OCC3D_GRID,
+    backend: LabelBackend = NUMBA,
 ) -> KeyframeLabels:
     """Pseudo-labels of the last frame of ``window`` (the other frames, past or future, in any order, each with
     its pose; the current keyframe last).
@@ -71,8 +68,7 @@ def label_window(
     The window is the caller's choice (``config.frames`` and ``config.future_frames`` are applied by
     :class:`SceneLabeler`); free space comes from the current frame's rays (none when it has no rays: then nothing
     is observed free). With ``config.pass_through``, the rays of every frame that has them are counted.
-    device: "cpu" runs the numba kernels; a torch device (e.g. "cuda", or "torch-cpu" for torch on the CPU) counts
-    and votes with torch there.
+    backend: who counts and votes (:func:`~easyocc.labels.backend.label_backend`; numba on the CPU by default).
     """
     rays = window[-1].rays
     traversed = traverse(rays, grid) if rays is not None else np.zeros(grid.shape, np.uint8)
@@ -81,23 +77,12 @@ def label_window(
     if config.carve and views and len(window) > 1:
         carved = see_through_voxels(list(views), config.carve_margin, grid)
     passes = window_passes(window, grid) if config.pass_through else None
-    rare = config.rare_classes if config.rare_priority else ()
 
     def drops(ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return pass_through_drops(*passes, ends, config.pass_through_ratio)
 
-    if device == "cpu":
-        counts = window_counts(window, config.dynamic_classes, grid, carved)
-        if passes is not None:
-            drop_passed_through(counts.counts, *drops(counts.counts.sum(-1, dtype=np.uint64)), config.dynamic_classes)
-        semantics, total = vote(counts.counts, config.min_points, rare, config.rare_min_points)
-        current = counts.current
-    else:
-        from easyocc.labels.torch_backend import window_vote
-
-        semantics, total, current = window_vote(window, config.dynamic_classes, config.min_points, device, grid,
-                                                carved, drops if passes is not None else None, rare,
-                                                config.rare_min_points)
+    semantics, total, current = backend.window_vote(window, config, grid, carved,
+                                                    drops if passes is not None else None)
     mask_camera, mask_lidar = label_masks(semantics != 17, total, traversed, current)
     return KeyframeLabels(semantics, mask_lidar, mask_camera)
 
@@ -129,15 +114,16 @@ class CameraObserver:
         config: LabelConfig,
         ego_masks: dict[str, np.ndarray] | None = None,
         grid: VoxelGrid = OCC3D_GRID,
-        device: str = "cpu",
+        backend: LabelBackend = NUMBA,
     ):
-        """device: "cpu" lifts with the numba kernels; a torch device (e.g. "cuda") lifts with torch there."""
+        """backend: who lifts images into cells (:func:`~easyocc.labels.backend.label_backend`; numba by
+        default)."""
         self.semantic_source = semantic_source
         self.depth_source = depth_source
         self.config = config
         self.ego_masks = ego_masks or {}
         self.grid = grid
-        self.device = device
+        self.backend = backend
         self._resized_masks: dict[tuple[str, int, int], np.ndarray] = {}
 
     def keep_mask(self, camera: str, width: int, height: int) -> np.ndarray | None:
@@ -163,14 +149,9 @@ class CameraObserver:
             semantics, depth = self.maps(keyframe, camera)
             keep = self.keep_mask(camera, frame.width, frame.height)
             ref_T_cam = keyframe.ref_T_cam(camera)
-            if cfg.cell_divisions and self.device != "cpu":
-                from easyocc.labels.torch_backend import image_keys
-
-                runs.append(image_keys(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride, cfg.max_range,
-                                       cfg.cell_divisions, self.device, self.grid))
-            elif cfg.cell_divisions:
-                runs.append(cells_from_image(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride,
-                                             cfg.max_range, cfg.cell_divisions, self.grid))
+            if cfg.cell_divisions:
+                runs.append(self.backend.image_runs(depth, semantics, frame.K, ref_T_cam, keep, cfg.pixel_stride,
+                                                    cfg.max_range, cfg.cell_divisions, self.grid))
             else:
                 points.append(lift_image(depth, semantics, frame.K, ref_T_cam, cfg.pixel_stride, cfg.max_range, keep))
             if with_rays:
@@ -179,12 +160,8 @@ class CameraObserver:
                                         pixel_stride=cfg.pixel_stride))
                 if cfg.carve:
                     views.append(depth_view(depth, semantics, frame.K, ref_T_cam, keep))
-        if cfg.cell_divisions and self.device != "cpu":
-            from easyocc.labels.torch_backend import cells_from_keys
-
-            cells = cells_from_keys(runs, cfg.cell_divisions, self.grid)
-        elif cfg.cell_divisions:
-            cells = merge_runs(runs, cfg.cell_divisions, self.grid)
+        if cfg.cell_divisions:
+            cells = self.backend.frame_cells(runs, cfg.cell_divisions, self.grid)
         else:
             cloud = SemanticCloud.concatenate(points)
             cells = cells_from_points(cloud.points, cloud.classes, 0, self.grid)
@@ -226,7 +203,7 @@ class SceneLabeler:
                 elif frame is None:
                     window[i] = self.observer.observe(scene.keyframes[i], with_rays=keep_rays).past(keep_rays)
             others = [window[i] for i in range(first, end + 1) if i != t]
-            yield keyframe, label_window([*others, window[t]], self.config, self.grid, self.observer.device)
+            yield keyframe, label_window([*others, window[t]], self.config, self.grid, self.observer.backend)
             # Depth views serve only while a frame is the current one (rays too, without pass-through counts):
             # drop them to keep the window small.
             window[t] = window[t].past(keep_rays)

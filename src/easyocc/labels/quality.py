@@ -5,26 +5,15 @@ Two modes:
   under the GT camera mask (the official protocol) and on the full scene (no mask);
 - ``--sweep --data ROOT --gt GTDIR --frames 0,1,3,5,9,13 --min-points 1,2,3,5 --out DIR``: label every keyframe in
   memory for each number of past frames and each occupancy threshold (for each oracle noise preset) and write the
-  table (markdown, CSV, JSON) and a plot: the paper's temporal-aggregation and occupancy-threshold figures.
-
-The sweep counts each keyframe's points once: the current frame first, then past frames one by one, taking a
-snapshot at each requested number of frames; each snapshot's vote is thresholded at every ``min_points``.
+  table (markdown, CSV, JSON) and a plot (:mod:`easyocc.labels.sweep`, the library this command parses flags into).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
-import dataclasses
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from easyocc.errors import EasyOccError, InputError
-
-SWEEP_NAME = "label_sweep"
-GT_MASKS = ("camera", "none")
 
 
 def _int_list(text: str, flag: str) -> list[int]:
@@ -38,7 +27,7 @@ def _int_list(text: str, flag: str) -> list[int]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from easyocc.labels.command import add_config_arguments
+    from easyocc.labels.options import add_config_arguments
     from easyocc.labels.sources import add_source_arguments
 
     parser.add_argument("--gt", type=Path, required=True, help="Occ3D gts/ folder: <scene>/<sample_token>/labels.npz")
@@ -69,6 +58,7 @@ def score_folder(labels_dir: Path, gt_dir: Path):
     """Confusion matrices of pseudo-labels against GT: {"camera": ..., "none": ...}, and keyframe counts."""
     from easyocc.evaluation import ConfusionMatrix
     from easyocc.evaluation.runner import find_ground_truth
+    from easyocc.labels.sweep import GT_MASKS
     from easyocc.occ3d import find_label_files, labels_as_prediction, read_labels
 
     labels = find_label_files(labels_dir)
@@ -86,216 +76,22 @@ def score_folder(labels_dir: Path, gt_dir: Path):
     return matrices, len(labels), len(gts) - len(labels)
 
 
-# --- the sweep ----------------------------------------------------------------------------------------------------
+def sweep_tasks(args: argparse.Namespace, config, frames: list[int], thresholds: list[int]) -> list:
+    """The sweep's tasks (``sweep.SweepTask``: a scene under one noise preset and carving setting, as data): the
+    sources built here once per preset, the ego masks read once."""
+    import dataclasses
 
-@dataclass
-class SweepTask:
-    """One scene under one noise preset and carving setting (picklable, for worker processes)."""
-
-    args: argparse.Namespace
-    preset: str | None
-    carve: bool
-    scene: object
-    gt: dict
-    frames: list[int]
-    min_points: list[int]
-
-
-def past_only(config, **changes):
-    """The sweep's settings: past frames only, every 2026 label idea off (it counts past frames one by one; the
-    ideas are measured by ``benchmarks/bench_label_ideas.py``)."""
-    return dataclasses.replace(config, future_frames=0, pass_through=False, rare_priority=False, **changes)
-
-
-def sweep_sources(args: argparse.Namespace, preset: str | None):
-    from easyocc.labels.sources import sources_from_args
-
-    args = copy.copy(args)
-    if preset is not None:
-        args.oracle_noise = preset
-    return sources_from_args(args, args.data)
-
-
-def sweep_scene(task: SweepTask) -> dict:
-    """{(frames, min_points): {mask: hist (18, 18)}} for one scene."""
     from easyocc.data.nuscenes_index import CAMERA_NAMES
-    from easyocc.evaluation import ConfusionMatrix
-    from easyocc.geometry import relative_transform
-    from easyocc.labels.aggregate import accumulate_frame
-    from easyocc.labels.command import config_from_args
-    from easyocc.labels.lift import load_ego_masks
-    from easyocc.labels.pipeline import CameraObserver
-    from easyocc.labels.visibility import see_through_voxels
-    from easyocc.labels.voxelize import vote
-    from easyocc.occ3d import FREE, NUM_SEMANTIC_CLASSES, OCC3D_GRID, read_labels
-
-    config = past_only(config_from_args(task.args), carve=task.carve)
-    semantics, depth = sweep_sources(task.args, task.preset)
-    masks = load_ego_masks(task.args.ego_masks, CAMERA_NAMES) if task.args.ego_masks else None
-    observer = CameraObserver(semantics, depth, config, masks)
-    matrices = {(f, m): {mask: ConfusionMatrix() for mask in GT_MASKS} for f in task.frames for m in task.min_points}
-    most = max(task.frames)
-    window = {}
-    for kf in task.scene.keyframes:
-        t = kf.index
-        for old in [i for i in window if i < t - most]:
-            del window[old]
-        current = observer.observe(kf, with_rays=config.carve)
-        window[t] = current.past()
-        carved = see_through_voxels(list(current.views), config.carve_margin) if config.carve else None
-        gt = read_labels(task.gt[kf.token], keys=("semantics", "mask_camera"))
-        counts = np.zeros((*OCC3D_GRID.shape, NUM_SEMANTIC_CLASSES), np.uint32)
-        accumulate_frame(counts, window[t].cells, np.eye(4))
-        for past in range(0, most + 1):
-            if past:
-                if t - past >= 0:
-                    frame = window[t - past]
-                    accumulate_frame(counts, frame.cells, relative_transform(kf.global_T_ego, frame.global_T_ego),
-                                     config.dynamic_classes, blocked=carved)
-            if past not in task.frames:
-                continue
-            voted, total = vote(counts, 1)
-            for m in task.min_points:
-                pseudo = np.where(total >= m, voted, FREE).astype(np.uint8)
-                matrices[(past, m)]["camera"].update(gt.semantics, pseudo, gt.mask_camera)
-                matrices[(past, m)]["none"].update(gt.semantics, pseudo)
-    return {key: {mask: cm.hist for mask, cm in value.items()} for key, value in matrices.items()}
-
-
-def _init_sweep_worker(threads: int, parent_pid: int) -> None:
-    import numba
-
-    from easyocc.processes import die_with_parent
-
-    die_with_parent(parent_pid)
-    numba.set_num_threads(max(1, min(threads, numba.config.NUMBA_NUM_THREADS)))
-
-
-def run_sweep(tasks: list[SweepTask], workers: int) -> dict:
-    """{(preset, carve, frames, min_points): {mask: ConfusionMatrix}} summed over the tasks' scenes."""
-    import os
-
-    from tqdm import tqdm
-
-    from easyocc.evaluation import ConfusionMatrix
-
-    totals: dict = {}
-
-    def add(task: SweepTask, result: dict) -> None:
-        for (f, m), hists in result.items():
-            entry = totals.setdefault((task.preset, task.carve, f, m), {mask: ConfusionMatrix() for mask in GT_MASKS})
-            for mask, hist in hists.items():
-                entry[mask].hist += hist
-                entry[mask].num_samples += len(task.scene.keyframes)
-
-    bar = tqdm(total=sum(len(t.scene.keyframes) for t in tasks), unit="keyframe", desc="sweep", dynamic_ncols=True)
-    with bar:
-        if workers <= 1:
-            for task in tasks:
-                add(task, sweep_scene(task))
-                bar.update(len(task.scene.keyframes))
-        else:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
-
-            from easyocc.processes import stop_pool
-
-            threads = max(1, (os.cpu_count() or 1) // workers)
-            with ProcessPoolExecutor(workers, mp_context=mp.get_context("spawn"), initializer=_init_sweep_worker,
-                                     initargs=(threads, os.getpid())) as pool:
-                try:
-                    for task, result in zip(tasks, pool.map(sweep_scene, tasks)):
-                        add(task, result)
-                        bar.update(len(task.scene.keyframes))
-                except BaseException:
-                    stop_pool(pool)
-                    raise
-    return totals
-
-
-def sweep_rows(totals: dict) -> list[dict]:
-    rows = []
-    for (preset, carve, f, m), cms in sorted(totals.items(), key=lambda kv: (str(kv[0][0]), not kv[0][1], *kv[0][2:])):
-        cam, full = cms["camera"].compute(), cms["none"].compute()
-        rows.append({"noise": preset or "-", "carving": "on" if carve else "off", "frames": f, "min_points": m,
-                     "mIoU_camera": round(cam.miou, 2),
-                     "IoU_camera": round(cam.iou, 2), "mIoU_full": round(full.miou, 2), "IoU_full": round(full.iou, 2),
-                     "keyframes": int(cms["camera"].num_samples[0])})
-    return rows
-
-
-def write_sweep(out: Path, rows: list[dict], meta: dict, min_points: int = 2) -> None:
-    """label_sweep.md / .csv / .json / .png under ``out``."""
-    import csv
-    import io
-
-    from easyocc.fileio import atomic_write, save_json
-
-    columns = list(rows[0])
-    header = ("| noise | carving | past frames | min points | mIoU (camera mask) | IoU (camera mask) "
-              "| mIoU (full scene) | IoU (full scene) | keyframes |")
-    lines = [header, "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(str(r[c]) for c in columns) + " |" for r in rows]
-    with atomic_write(out / f"{SWEEP_NAME}.md", "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns)
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_write(out / f"{SWEEP_NAME}.csv", "w") as handle:
-        handle.write(buffer.getvalue())
-    save_json(out / f"{SWEEP_NAME}.json", {**meta, "rows": rows})
-    plot_sweep(out / f"{SWEEP_NAME}.png", rows, min_points)
-
-
-def plot_sweep(path: Path, rows: list[dict], min_points: int = 2) -> None:
-    """Left: mIoU (camera mask) against past frames at ``min_points`` (or the nearest threshold swept); right: against
-    the threshold at the most frames. One line per noise preset and carving setting."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from easyocc.fileio import atomic_write
-
-    variants = list(dict.fromkeys((r["noise"], r["carving"]) for r in rows))
-    frames = sorted({r["frames"] for r in rows})
-    thresholds = sorted({r["min_points"] for r in rows})
-    shown = min(thresholds, key=lambda m: abs(m - min_points))
-
-    def miou(variant, f, m):
-        return next(r["mIoU_camera"] for r in rows if (r["noise"], r["carving"]) == variant
-                    and r["frames"] == f and r["min_points"] == m)
-
-    colours = plt.get_cmap("tab10")
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for v, variant in enumerate(variants):
-        label = f"noise {variant[0]}" + ("" if variant[1] == "on" else ", no carving")
-        style = dict(color=colours(v), linestyle="-" if variant[1] == "on" else "--", marker="o")
-        left.plot(frames, [miou(variant, f, shown) for f in frames], label=label, **style)
-        right.plot(thresholds, [miou(variant, frames[-1], m) for m in thresholds], label=label, **style)
-    left.set(xlabel="past keyframes aggregated", ylabel="mIoU vs GT, camera mask (%)",
-             title=f"Temporal aggregation (min points {shown})")
-    right.set(xlabel="occupancy threshold (min points per voxel)", ylabel="mIoU vs GT, camera mask (%)",
-              title=f"Occupancy threshold ({frames[-1]} past frames)")
-    left.set_xticks(frames)
-    right.set_xticks(thresholds)
-    for ax in (left, right):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_write(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=110)
-    plt.close(fig)
-
-
-def sweep_tasks(args: argparse.Namespace, frames: list[int], thresholds: list[int]) -> list[SweepTask]:
     from easyocc.evaluation.runner import find_ground_truth
-    from easyocc.labels.command import select_scenes
+    from easyocc.labels.dataset import select_scenes
+    from easyocc.labels.lift import load_ego_masks
+    from easyocc.labels.options import scene_names
+    from easyocc.labels.sources import SourceSpec
+    from easyocc.labels.sweep import SweepTask
     from easyocc.occ3d import label_path
 
     gts = find_ground_truth(args.gt)
-    scenes = select_scenes(args)
+    scenes = select_scenes(args.data, args.version, args.split, scene_names(args.scenes))
     for scene in scenes:
         for kf in scene.keyframes:
             if kf.token not in gts:
@@ -306,16 +102,23 @@ def sweep_tasks(args: argparse.Namespace, frames: list[int], thresholds: list[in
     settings = [c.strip() for c in args.sweep_carve.split(",") if c.strip()]
     if not settings or any(c not in carves for c in settings):
         raise EasyOccError(f"--sweep-carve must be on, off or on,off; got '{args.sweep_carve}'")
-    return [SweepTask(args, preset, carves[c], scene, {kf.token: gts[kf.token][1] for kf in scene.keyframes}, frames,
-                      thresholds)
-            for preset in presets for c in settings for scene in scenes]
+    masks = load_ego_masks(args.ego_masks, CAMERA_NAMES) if args.ego_masks else None
+    spec = SourceSpec.from_args(args)
+    tasks = []
+    for preset in presets:
+        semantics, depth = (spec if preset is None else dataclasses.replace(spec, oracle_noise=preset)).build(args.data)
+        tasks += [SweepTask(semantics, depth, preset, dataclasses.replace(config, carve=carves[c]), masks, scene,
+                            {kf.token: gts[kf.token][1] for kf in scene.keyframes}, frames, thresholds)
+                  for c in settings for scene in scenes]
+    return tasks
 
 
 def run(args: argparse.Namespace) -> int:
     from easyocc.data.nuscenes_index import resolve_version
     from easyocc.evaluation.runner import build_report, format_report
-    from easyocc.labels.command import config_from_args
     from easyocc.fileio import require_file_path, require_folder_or_absent, save_json
+    from easyocc.labels.options import config_from_args
+    from easyocc.labels.sweep import SWEEP_NAME, past_only, run_sweep, sweep_rows, write_sweep
 
     if args.json is not None:
         require_file_path(args.json)
@@ -354,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         raise EasyOccError(f"--sweep counts past frames only and does not use {', '.join(ideas)} (the 2026 label "
                            "ideas are measured by benchmarks/bench_label_ideas.py)")
     config = past_only(config_from_args(args))  # checked before the sweep, not after it
-    tasks = sweep_tasks(args, frames, thresholds)
+    tasks = sweep_tasks(args, config, frames, thresholds)
     rows = sweep_rows(run_sweep(tasks, args.workers))
     meta = {"data": str(args.data), "gt": str(args.gt), "semantics": args.semantics, "depth": args.depth,
             "settings": config.manifest(),

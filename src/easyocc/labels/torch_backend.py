@@ -13,16 +13,13 @@ import numpy as np
 import torch
 
 from easyocc.geometry import relative_transform
-from easyocc.labels.cells import _CLASS_BITS, _XY_BITS, _XY_OFFSET, _Z_BITS, _Z_OFFSET, FrameCells, cell_size
+from easyocc.labels.cells import CLASS_BITS, XY_BITS, XY_OFFSET, Z_BITS, Z_OFFSET, FrameCells, cell_size
 from easyocc.occ3d import FREE, NUM_SEMANTIC_CLASSES, OCC3D_GRID, VoxelGrid
 
 
-#: Device name that runs the torch path on the CPU (the plain "cpu" selects the numba kernels).
-TORCH_CPU = "torch-cpu"
-
-
 def torch_device(device: torch.device | str) -> torch.device:
-    return torch.device("cpu") if device == TORCH_CPU else torch.device(device)
+    """The device the torch path runs on (``labels.backend.TorchBackend`` holds it: a GPU, or the CPU in tests)."""
+    return torch.device(device)
 
 
 def _affine(R: torch.Tensor, t: torch.Tensor, x, y, z):
@@ -65,11 +62,11 @@ def image_keys(
 
 
 def _pack(x, y, z, classes, lower, cell) -> tuple[torch.Tensor, torch.Tensor]:
-    ix = torch.floor((x - lower[0]) / cell).long() + _XY_OFFSET
-    iy = torch.floor((y - lower[1]) / cell).long() + _XY_OFFSET
-    iz = torch.floor((z - lower[2]) / cell).long() + _Z_OFFSET
-    fits = (ix >= 0) & (ix < (1 << _XY_BITS)) & (iy >= 0) & (iy < (1 << _XY_BITS)) & (iz >= 0) & (iz < (1 << _Z_BITS))
-    key = (((ix << _XY_BITS) | iy) << _Z_BITS | iz) << _CLASS_BITS | classes
+    ix = torch.floor((x - lower[0]) / cell).long() + XY_OFFSET
+    iy = torch.floor((y - lower[1]) / cell).long() + XY_OFFSET
+    iz = torch.floor((z - lower[2]) / cell).long() + Z_OFFSET
+    fits = (ix >= 0) & (ix < (1 << XY_BITS)) & (iy >= 0) & (iy < (1 << XY_BITS)) & (iz >= 0) & (iz < (1 << Z_BITS))
+    key = (((ix << XY_BITS) | iy) << Z_BITS | iz) << CLASS_BITS | classes
     return key, fits
 
 
@@ -87,12 +84,12 @@ def cells_from_keys(keyed_points: Sequence[tuple[torch.Tensor, torch.Tensor]], d
     unique, inverse, counts = torch.unique(keys, return_inverse=True, return_counts=True)
     sums = torch.zeros((len(unique), 3), dtype=torch.float64, device=keys.device).index_add_(0, inverse, points)
     cell = cell_size(divisions, grid)
-    classes = unique & ((1 << _CLASS_BITS) - 1)
-    rest = unique >> _CLASS_BITS
-    iz = (rest & ((1 << _Z_BITS) - 1)) - _Z_OFFSET
-    rest = rest >> _Z_BITS
-    iy = (rest & ((1 << _XY_BITS) - 1)) - _XY_OFFSET
-    ix = (rest >> _XY_BITS) - _XY_OFFSET
+    classes = unique & ((1 << CLASS_BITS) - 1)
+    rest = unique >> CLASS_BITS
+    iz = (rest & ((1 << Z_BITS) - 1)) - Z_OFFSET
+    rest = rest >> Z_BITS
+    iy = (rest & ((1 << XY_BITS) - 1)) - XY_OFFSET
+    ix = (rest >> XY_BITS) - XY_OFFSET
     centres = (sums / counts[:, None]).float()
     for a, i in enumerate((ix, iy, iz)):  # keep each centroid inside its cell, as the numba path does
         lo = (grid.lower[a] + i.double() * cell).float()

@@ -10,6 +10,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from easyocc.devices import resolve_device
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -27,26 +29,14 @@ class DistContext:
         return self.world_size > 1
 
 
-def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
-    """``auto``: the local rank's GPU when CUDA is available, else the CPU; otherwise the named device (cpu, cuda,
-    cuda:N), checked: an EasyOccError for another name or a GPU that is not there."""
-    from easyocc.labels.sources.runtime import resolve_device
-
-    if preference == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    device = resolve_device(preference)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", local_rank)
-    return device
-
-
 def init_distributed(device_preference: str = "auto") -> DistContext:
     """Join the process group torchrun describes (``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``, ``MASTER_*``), or run
-    alone. NCCL on GPUs, gloo on the CPU."""
+    alone, on the device ``device_preference`` names (:func:`easyocc.devices.resolve_device`; ``auto`` and ``cuda``
+    are the local rank's GPU). NCCL on GPUs, gloo on the CPU."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    device = pick_device(device_preference, local_rank)
+    device = resolve_device(device_preference, local_rank)
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if world_size > 1 and not dist.is_initialized():

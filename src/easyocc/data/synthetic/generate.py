@@ -50,7 +50,7 @@ from easyocc.data.synthetic.world import World, WorldStyle, build_world
 from easyocc.errors import InputError
 from easyocc.fileio import atomic_write, save_json, sweep_temporaries
 from easyocc.geometry import invert_transform, yaw_rotation
-from easyocc.occ3d import CLASS_IDS, write_labels
+from easyocc.occ3d import CLASS_IDS, label_path, write_labels
 
 #: Written last-but-not-least: marks a directory as a SimScenes dataset that ``generate_dataset`` may overwrite.
 MANIFEST = "simscenes.json"
@@ -91,7 +91,7 @@ class SynthConfig:
     style: WorldStyle = WorldStyle()
     version: str = "v1.0-mini"
 
-    def validate(self) -> None:
+    def __post_init__(self):
         if self.scenes < 1 or self.keyframes < 1:
             raise ValueError(f"need at least one scene and one keyframe, got {self.scenes} x {self.keyframes}")
         w, h = self.image_size
@@ -209,7 +209,6 @@ def prepare_output(out_dir: Path) -> None:
 
 def generate_dataset(out_dir, config: SynthConfig = SynthConfig(), progress: bool = True) -> GenerationReport:
     """Generate a SimScenes dataset under ``out_dir`` (see the module docstring for what is written)."""
-    config.validate()
     out_dir = Path(out_dir)
     prepare_output(out_dir)
     names = [f"scene-{i + 1:04d}" for i in range(config.scenes)]
@@ -384,8 +383,7 @@ class _SceneWriter:
             mask_camera = self._camera_mask(semantics, renders, ref_T_local)
             mask_lidar = self._lidar_mask(n, scans, ref_T_local)
         with timer("writing"):
-            write_labels(self.out / "gts" / self.name / sample_tokens[n] / "labels.npz", semantics, mask_lidar,
-                         mask_camera)
+            write_labels(label_path(self.out / "gts", self.name, sample_tokens[n]), semantics, mask_lidar, mask_camera)
         with timer("annotations"):
             annotations.extend(self._annotations(n, t, scan, renders))
         self.report.keyframes += 1

@@ -14,10 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from easyocc.data.nuscenes_index import CameraFrame
+from easyocc.devices import resolve_device
 from easyocc.errors import InputError
 from easyocc.labels.sources.base import DepthSource, check_depth
 from easyocc.labels.sources.maps import read_camera_rgb
-from easyocc.labels.sources.runtime import LazyModels, load_pretrained, resolve_device, weights_identity
+from easyocc.labels.sources.runtime import LazyModels, load_pretrained, weights_identity
 
 
 @dataclass(frozen=True)

@@ -25,10 +25,11 @@ import numpy as np
 import yaml
 
 from easyocc.data.nuscenes_index import CameraFrame
+from easyocc.devices import resolve_device
 from easyocc.errors import InputError
 from easyocc.labels.sources.base import SemanticSource, check_semantics
 from easyocc.labels.sources.maps import one_line, read_camera_rgb
-from easyocc.labels.sources.runtime import LazyModels, load_pretrained, resolve_device, weights_identity
+from easyocc.labels.sources.runtime import LazyModels, load_pretrained, weights_identity
 from easyocc.occ3d import CLASS_IDS, IGNORE
 
 #: OccNeRF's prompts (REFERENCE.md section 2), as data.

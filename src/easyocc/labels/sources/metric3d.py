@@ -18,10 +18,11 @@ import cv2
 import numpy as np
 
 from easyocc.data.nuscenes_index import CameraFrame
+from easyocc.devices import resolve_device
 from easyocc.errors import InputError
 from easyocc.labels.sources.base import DepthSource, check_depth
 from easyocc.labels.sources.maps import read_camera_rgb
-from easyocc.labels.sources.runtime import LazyModels, first_line, resolve_device, weights_identity
+from easyocc.labels.sources.runtime import LazyModels, first_line, weights_identity
 
 CANONICAL_FOCAL = 1000.0
 MEAN_RGB = (123.675, 116.28, 103.53)

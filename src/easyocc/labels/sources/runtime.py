@@ -1,4 +1,4 @@
-"""What the foundation-model sources share: the torch device, loading local weights with one-line errors, an
+"""What the foundation-model sources share: loading local weights with one-line errors, an
 identity of the weights for cache fingerprints, and models loaded on first use (not pickled to workers)."""
 
 from __future__ import annotations
@@ -10,27 +10,6 @@ from typing import Any
 from easyocc.errors import EasyOccError, InputError
 
 _EDGE_BYTES = 1 << 20  # hashed at each end of a weights file: cheap, and any re-export changes it
-
-
-def resolve_device(name: str = "auto"):
-    """``torch.device`` for ``name``: auto (the GPU when torch sees one, else the CPU), cpu, cuda or cuda:N; an
-    EasyOccError for anything else or a GPU that is not there."""
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, ValueError, TypeError):
-        device = None
-    if device is None or device.type not in ("cpu", "cuda") or (device.type == "cpu" and device.index):
-        raise EasyOccError(f"invalid device '{name}' (auto, cpu, cuda or cuda:N)")
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise EasyOccError(f"device '{name}': torch sees no CUDA device here")
-        if (device.index or 0) >= torch.cuda.device_count():
-            raise EasyOccError(f"device '{name}': torch sees {torch.cuda.device_count()} CUDA device(s)")
-    return device
 
 
 def weights_identity(*paths: str | Path) -> str:
