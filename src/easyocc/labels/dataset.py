@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
 
+from easyocc.config import differences
 from easyocc.errors import EasyOccError, InputError
 from easyocc.labels.config import LabelConfig
 
@@ -76,17 +77,6 @@ def manifest_for(config: LabelConfig, semantics_fingerprint: str, depth_fingerpr
     }
 
 
-def _differences(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key), new.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key} {a!r} -> {b!r}")
-    return out
-
-
 def check_or_write_manifest(out: Path, manifest: dict) -> None:
     """Write ``out/manifest.json``, or refuse when one written with other settings is there."""
     from easyocc.fileio import save_json
@@ -100,7 +90,7 @@ def check_or_write_manifest(out: Path, manifest: dict) -> None:
                                    "yours to discard") from None
         if isinstance(old.get("config"), dict):  # keys added since the folder was labelled: their old behaviour
             old["config"] = {**LabelConfig.before_ideas(), **old["config"]}
-        diff = _differences(old, manifest)
+        diff = differences(old, manifest)
         if diff:
             shown = "; ".join(diff[:3]) + (f"; and {len(diff) - 3} more" if len(diff) > 3 else "")
             raise InputError(path, f"labels here were made with other settings ({shown}); use another --out")
