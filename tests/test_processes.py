@@ -55,6 +55,12 @@ def wait_for(condition, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _interruptible() -> None:
+    """In the child before exec: Ctrl-C's default action, as a terminal gives it. A test run started in the background
+    of a shell (``pytest &``, some CI runners) inherits SIGINT ignored, and Python then keeps ignoring it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextlib.contextmanager
 def labels_command(dataroot: Path, out: Path, **popen):
     """``easyocc labels`` with two workers, a scene each, as a subprocess; settings slow enough (every point kept,
@@ -66,7 +72,7 @@ def labels_command(dataroot: Path, out: Path, **popen):
          "--split", "all",
          "--workers", "2", "--cell-divisions", "0", "--outlier-neighbors", "64",
          "--future-frames", "0"],  # each keyframe lifts its own frame: slow after the first keyframe too
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **popen)
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, preexec_fn=_interruptible, **popen)
     workers: list[int] = []
     try:
         yield process, workers
