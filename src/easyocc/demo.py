@@ -101,13 +101,18 @@ def synthesize(paths: DemoPaths, settings: DemoSettings) -> str:
     return generate_world(paths.data, synth_config(settings))
 
 
+def label_config(settings: DemoSettings):
+    """The demo's label settings: its window and threshold, the rest (future frames, pass-through) the defaults."""
+    from easyocc.labels import LabelConfig
+
+    return LabelConfig(frames=settings.frames, min_points=settings.min_points)
+
+
 def make_labels(paths: DemoPaths, settings: DemoSettings, workers: int) -> None:
     """The pseudo-labels of every scene (val too, to score the labels themselves); resumable."""
     from easyocc.experiments.stages import run_labels
-    from easyocc.labels import LabelConfig
 
-    run_labels(paths.data, paths.labels, settings.noise,
-               LabelConfig(frames=settings.frames, min_points=settings.min_points), workers)
+    run_labels(paths.data, paths.labels, settings.noise, label_config(settings), workers)
 
 
 def train_config(settings: DemoSettings, run_config: Path | None = None):
@@ -213,6 +218,8 @@ def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scor
     from easyocc.fileio import atomic_write, save_json
     from easyocc.viz import save_bev_panels, save_per_class_chart
 
+    labels = label_config(settings)
+
     report_dir = paths.report
     report_dir.mkdir(parents=True, exist_ok=True)
     chart = {name: scores[name]["camera"]["per_class"] for name in
@@ -236,6 +243,8 @@ def write_report(paths: DemoPaths, settings: DemoSettings, keyframes: list, scor
         "",
         f"- pseudo-labels: `easyocc labels` with the oracle sources and `--oracle-noise {settings.noise}` "
         f"(foundation-model-like depth and semantic errors), {settings.frames} past frames, "
+        f"{labels.future_frames} future frames (static classes), pass-through filtering "
+        f"{f'at ratio {labels.pass_through_ratio}' if labels.pass_through else 'off'}, "
         f"min points {settings.min_points};",
         f"- model: config `{settings.config}` ({train_info['summary']}), {train_info['iterations']} iterations "
         f"in {train_info['epochs']} epochs;",
