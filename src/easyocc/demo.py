@@ -32,7 +32,7 @@ VIEWER_EXPORT = "viewer.html"
 
 @dataclass(frozen=True)
 class DemoSettings:
-    """What the demo runs; the defaults take ~8-9 minutes on 2 CPU cores."""
+    """What the demo runs; the README gives its measured time (the labels now take minutes, the training most)."""
 
     scenes: int = 6
     keyframes: int = 13
