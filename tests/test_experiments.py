@@ -11,8 +11,10 @@ import pytest
 import yaml
 
 from easyocc import cli
+from easyocc.config import load_config, resolve_config_path
 from easyocc.errors import InputError
 from easyocc.experiments.definition import BUILTIN_EXPERIMENT_DIR, load_experiment
+from easyocc.training.config import TrainConfig
 from model_fixtures import TINY_OVERRIDES
 
 #: A tiny world and a tiny network: two variants that differ only in the CE class weights.
@@ -143,21 +145,39 @@ def test_rendering_variants_need_sweeps_and_the_experiments_oracle_noise():
     from types import SimpleNamespace
 
     from easyocc.config import config_from_dict
-    from easyocc.experiments.definition import ExperimentConfig, rendering_mismatch
+    from easyocc.experiments.definition import ExperimentConfig, sources_mismatch
 
     def rendering(noise, semantics="oracle"):
         return SimpleNamespace(render=object(), sources=SimpleNamespace(semantics=semantics, depth="npy",
                                                                         oracle_noise=noise))
 
     config = config_from_dict(ExperimentConfig, {**TINY_EXPERIMENT, "world": {"sweeps": "neighbours"}})
-    assert rendering_mismatch(config, rendering("realistic")) is None
-    assert rendering_mismatch(config, SimpleNamespace(render=None)) is None  # EasyOcc: keyframes only
-    assert rendering_mismatch(config, rendering("mild")) == (
+    assert sources_mismatch(config, rendering("realistic")) is None
+    assert sources_mismatch(config, SimpleNamespace(render=None)) is None  # EasyOcc: keyframes only
+    assert sources_mismatch(config, rendering("mild")) == (
         "its 2D sources' oracle noise 'mild' is not the experiment's 'realistic' (sources.noise); set "
         "sources.oracle_noise=realistic")
-    assert rendering_mismatch(config, rendering("mild", semantics="grounded-sam")) is None
+    assert sources_mismatch(config, rendering("mild", semantics="grounded-sam")) is None
     config.world.sweeps = "none"
-    assert "set world.sweeps to neighbours" in rendering_mismatch(config, rendering("realistic"))
+    assert "set world.sweeps to neighbours" in sources_mismatch(config, rendering("realistic"))
+    # EasyOcc with ray queries reads the sources' maps too (no sweeps needed): their oracle noise must match.
+    rays = load_config(TrainConfig, resolve_config_path("demo"), ["loss.ray_queries.weight=1"])
+    assert "is not the experiment's 'realistic'" in sources_mismatch(config, rays)
+    rays = load_config(TrainConfig, resolve_config_path("demo"),
+                       ["loss.ray_queries.weight=1", "sources.oracle_noise=realistic"])
+    assert sources_mismatch(config, rays) is None
+
+
+def test_a_variant_marker_from_before_the_ray_queries_matches_todays_variant():
+    from easyocc.experiments.runner import normalized_marker, training_settings
+
+    today = training_settings(load_config(TrainConfig, resolve_config_path("demo")))
+    old = json.loads(json.dumps(today))
+    del old["loss"]["ray_queries"]  # written before loss.ray_queries existed
+    labels = {"noise": "realistic", "frames": 13, "min_points": 2, "future_frames": 0, "pass_through": False}
+    marker = {"format": "f", "variant": "a", "label_set": "default", "labels": labels, "training": old}
+    assert normalized_marker(marker)["training"] == json.loads(json.dumps(today))
+    assert today["loss"]["ray_queries"]["weight"] == 0
 
 
 def test_a_label_set_marker_from_before_the_label_ideas_means_them_off():

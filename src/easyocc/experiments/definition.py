@@ -203,19 +203,21 @@ def load_experiment(value: str | PathLike, overrides: list[str] = ()) -> Experim
         except InputError as exc:
             where = exc.problem if exc.path == "--set" else str(exc)
             raise InputError(path, f"variant '{name}': {where}") from None
-        problem = rendering_mismatch(config, training[name])
+        problem = sources_mismatch(config, training[name])
         if problem:
             raise InputError(path, f"variant '{name}': {problem}")
     return Experiment(name=path.stem, path=path, config=config, training=training)
 
 
-def rendering_mismatch(config: ExperimentConfig, training) -> str | None:
-    """What keeps a rendering variant (a training config with a ``render`` section) from training on this world
-    like the others, or None: it warps the keyframe images into their camera sweeps, so the world needs them, and
-    its 2D semantic maps must come from the same noisy oracle as the experiment's labels."""
-    if getattr(training, "render", None) is None:
+def sources_mismatch(config: ExperimentConfig, training) -> str | None:
+    """What keeps a variant that reads 2D maps from training on this world like the others, or None: a rendering
+    variant (a training config with a ``render`` section) warps the keyframe images into their camera sweeps, so the
+    world needs them; its 2D maps, and those of a variant with ray queries (``loss.ray_queries``), must come from
+    the same noisy oracle as the experiment's labels."""
+    rendering = getattr(training, "render", None) is not None
+    if not (rendering or getattr(training, "uses_ray_queries", False)):
         return None
-    if config.world.sweeps == "none":
+    if rendering and config.world.sweeps == "none":
         return "a rendering model warps into camera sweeps: set world.sweeps to neighbours (or all)"
     sources = training.sources
     if "oracle" in (sources.semantics, sources.depth) and sources.oracle_noise != config.sources.noise:

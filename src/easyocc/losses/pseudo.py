@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -19,12 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from easyocc.losses.ray_queries import RayQueryConfig
 from easyocc.occ3d import FREE, IGNORE, NUM_CLASSES
 
 
 @dataclass
 class LossConfig:
-    """How the pseudo loss is made (every choice the paper ablates is here)."""
+    """How the pseudo loss is made (every choice the paper ablates is here), and the ray-query term beside it."""
 
     #: The pseudo loss's weight in the training objective: 1 for EasyOcc; beside a rendering model's losses it adds
     #: the 3D pseudo-labels as one more term (issue: the paper's "OccNeRF + pseudo-labels"); 0 leaves it out, and then
@@ -41,6 +42,8 @@ class LossConfig:
     lovasz_voxels: Literal["all", "occupied"] = "all"
     #: Which voxels the loss sees: the labels' camera mask, or all of them.
     region: Literal["camera", "all"] = "camera"
+    #: QueryOcc's ray-query supervision from the 2D sources' depth and semantics (``ray_queries.weight`` 0: off).
+    ray_queries: RayQueryConfig = field(default_factory=RayQueryConfig)
 
     def __post_init__(self):
         weights = (self.ce_weight, self.lovasz_weight)

@@ -3,7 +3,8 @@
 Which model trains and on what: ``render: null`` is EasyOcc (the pseudo loss against 3D labels); a ``render``
 section makes it the rendering model (OccNeRF-style), trained with the ``render_loss`` terms against the images,
 their neighbouring sweeps and the 2D maps of ``sources``, plus ``loss.pseudo_weight`` x the pseudo loss (0: none,
-and no 3D labels are read).
+and no 3D labels are read). Either model may add ``loss.ray_queries.weight`` x the ray-query loss (QueryOcc), which
+reads the depth and semantic maps of ``sources``.
 """
 
 from __future__ import annotations
@@ -67,12 +68,13 @@ class TrainConfig:
     #: keyframe's cameras at ``render.size``, trained with ``render_loss``).
     render: RenderConfig | None = None
     data: DataConfig = field(default_factory=DataConfig)
-    #: The pseudo loss against 3D labels (``loss.pseudo_weight`` 0: none, no labels read).
+    #: The pseudo loss against 3D labels (``loss.pseudo_weight`` 0: none, no labels read) and the ray-query term
+    #: (``loss.ray_queries``).
     loss: LossConfig = field(default_factory=LossConfig)
     #: The rendering model's self-supervised 2D terms (read only with a ``render`` section).
     render_loss: RenderLossConfig = field(default_factory=RenderLossConfig)
-    #: The 2D sources of the rendering model's semantic (and depth) terms: the names and options of
-    #: ``easyocc labels --semantics/--depth`` (read only with a ``render`` section).
+    #: The 2D sources of the rendering model's semantic (and depth) terms and of the ray queries
+    #: (``loss.ray_queries``): the names and options of ``easyocc labels --semantics/--depth`` (read only by those).
     sources: SourceSpec = field(default_factory=SourceSpec)
     optim: OptimConfig = field(default_factory=OptimConfig)
     #: Iterations between TensorBoard points.
@@ -89,14 +91,37 @@ class TrainConfig:
         if any(side % stride for side in self.data.input_size):
             raise ValueError(f"the network's input size {list(self.data.input_size)} (data.image_size, or data.crop's "
                              f"height and width) must be a multiple of model.feature_stride {stride}")
-        if self.loss.pseudo_weight == 0 and not (self.render is not None and self.uses_rendering_loss):
+        if self.loss.pseudo_weight == 0 and not self.uses_ray_queries \
+                and not (self.render is not None and self.uses_rendering_loss):
             what = "every render_loss weight is 0" if self.render is not None else "there is no render section"
-            raise ValueError(f"loss.pseudo_weight is 0 and {what}: nothing would train")
+            raise ValueError(f"loss.pseudo_weight and loss.ray_queries.weight are 0 and {what}: nothing would train")
+        if self.uses_ray_queries and self.loss.ray_queries.class_weighting == "labels" and not self.uses_pseudo_loss:
+            raise ValueError("loss.ray_queries.class_weighting 'labels' takes the pseudo loss's class weights from the "
+                             "3D labels, which loss.pseudo_weight 0 does not read; set it to none")
 
     @property
     def uses_pseudo_loss(self) -> bool:
         """Whether training reads 3D labels (the pseudo loss has a weight)."""
         return self.loss.pseudo_weight > 0
+
+    @property
+    def uses_ray_queries(self) -> bool:
+        """Whether the ray-query term has a weight (it reads the 2D maps of ``sources``, with either model)."""
+        return self.loss.ray_queries.weight > 0
+
+    @property
+    def reads_2d_semantics(self) -> bool:
+        """Whether training reads the semantic maps of ``sources``: for the ray queries, or the rendered semantic
+        term."""
+        return self.uses_ray_queries or self._renders("semantic")
+
+    @property
+    def reads_2d_depth(self) -> bool:
+        """Whether training reads the depth maps of ``sources``: for the ray queries, or the rendered depth term."""
+        return self.uses_ray_queries or self._renders("depth")
+
+    def _renders(self, term: str) -> bool:
+        return self.render is not None and self.render_loss.term_weights()[term] > 0
 
     @property
     def uses_rendering_loss(self) -> bool:

@@ -219,7 +219,8 @@ def train(
     run_dir = Path(run_dir)
     if config.uses_pseudo_loss and labels_dir is None:
         raise EasyOccError(f"loss.pseudo_weight is {config.loss.pseudo_weight}: the pseudo loss needs 3D labels "
-                           "(--labels); set loss.pseudo_weight=0 to train a rendering model without them")
+                           "(--labels); set loss.pseudo_weight=0 to train a rendering model or ray queries "
+                           "(loss.ray_queries.weight > 0) without them")
     _prepare_run_dir(run_dir, resume)
     context = init_distributed(config.device)
     if context.is_main:
@@ -234,17 +235,35 @@ def train(
 
 
 def render_targets(config: TrainConfig, data_root: Path) -> RenderTargets | None:
-    """What the dataset loads for the rendering losses the config enables (None for EasyOcc): source images for the
-    photometric term, 2D maps of ``config.sources`` for the semantic and depth terms."""
-    if config.render is None or not config.uses_rendering_loss:
+    """What the dataset loads besides the images and 3D labels (None: nothing): for the rendering losses the config
+    enables, source images for the photometric term and 2D maps of ``config.sources`` at the render size; for the
+    ray queries, the depth and semantic maps of ``config.sources`` (at the render size with a ``render`` section, else
+    at the network's input size). A source that cannot be built is a one-line error naming the term that needs it."""
+    rendering = config.render is not None and config.uses_rendering_loss
+    if not (rendering or config.uses_ray_queries):
         return None
-    weights = config.render_loss
+    size = config.render.size if rendering else config.data.input_size
     return RenderTargets(
-        size=tuple(config.render.size),
-        sources=weights.photometric_weight > 0,
-        semantics=config.sources.semantic_source(data_root) if weights.semantic_weight > 0 else None,
-        depth=config.sources.depth_source(data_root) if weights.depth_weight > 0 else None,
+        size=tuple(size),
+        sources=rendering and config.render_loss.photometric_weight > 0,
+        semantics=_source(config, "semantics", data_root) if config.reads_2d_semantics else None,
+        depth=_source(config, "depth", data_root) if config.reads_2d_depth else None,
     )
+
+
+def _source(config: TrainConfig, kind: str, data_root: Path):
+    """``config.sources``' semantic or depth source; its build error names what needs it."""
+    try:
+        return config.sources.semantic_source(data_root) if kind == "semantics" else \
+            config.sources.depth_source(data_root)
+    except EasyOccError as exc:
+        users = [*(["loss.ray_queries"] if config.uses_ray_queries else []),
+                 *(["render_loss"] if config.render is not None and config.uses_rendering_loss else [])]
+        need = f"{' and '.join(users)} need{'s' if len(users) == 1 else ''} {kind} maps from sources.{kind} " \
+               f"('{getattr(config.sources, kind)}')"
+        if isinstance(exc, InputError):
+            raise InputError(exc.path, f"{need}: {exc.problem}") from None
+        raise EasyOccError(f"{need}: {exc}") from None
 
 
 class _Run:
@@ -304,7 +323,7 @@ class _Run:
         semantic term's from the 2D maps) and written with the config."""
         config, context = self.config, self.context
         weights_path = self.run_dir / WEIGHTS_FILE
-        semantic = self.dataset.render is not None and self.dataset.render.semantics is not None
+        semantic = config.render is not None and config.render_loss.semantic_weight > 0
         records = (*((None,) if config.uses_pseudo_loss else ()), *((SEMANTIC_2D,) if semantic else ()))
         if resume and weights_path.is_file():
             record = _load_class_weights(weights_path, records)
