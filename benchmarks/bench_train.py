@@ -19,8 +19,14 @@ time and memory as ratios to EasyOcc's iteration above. And the photometric loss
 written out) against kornia's Gaussian SSIM on the config's photometric shapes: time of forward + backward, and the
 difference of the error maps.
 
+With ``--ray-queries``, the EasyOcc model's training step also with QueryOcc's ray-query loss
+(``loss.ray_queries``, the config's sampling: 1024 rays per camera, 4 free + 2 occupied queries each) alone
+(``loss.pseudo_weight=0``) and beside the pseudo loss, on 2D depth and semantic maps at the input size of a synthetic
+scene seen by the same cameras (a ground plane and a 2 m wall around the car 11 m away, sky above); their time and
+memory as ratios to the pseudo loss's iteration above (``train_iteration``), each in its own process.
+
     python benchmarks/bench_train.py [--configs demo paper] [--device auto] [--iterations 5] [--paper-iterations 2]
-                                     [--no-rendering] [--pseudo]
+                                     [--no-rendering] [--pseudo] [--ray-queries]
 
 Prints JSON (medians).
 """
@@ -84,6 +90,48 @@ def synthetic_batch(config, device):
     }
 
 
+#: The ray-query variants measured beside the pseudo loss (``--ray-queries``): training overrides of each.
+RAY_QUERY_VARIANTS = {
+    "ray_queries_alone": ["loss.pseudo_weight=0", "loss.ray_queries.weight=1"],
+    "pseudo_and_ray_queries": ["loss.ray_queries.weight=0.5"],
+}
+WALL_RADIUS, WALL_HEIGHT = 11.0, 2.0
+
+
+def ray_query_maps(batch: dict) -> dict:
+    """``depth_2d`` (1, 6, H, W) z-depth and ``semantics_2d`` (1, 6, H, W) at the input size of the batch's cameras,
+    for a ground plane z = 0 (driveable surface) and a wall of radius 11 m, 2 m high (manmade), sky elsewhere:
+    exact ray casts, so that the ray queries are as many and as valid as on a street."""
+    import torch
+
+    from easyocc.losses.ray_queries import pixel_rays
+    from easyocc.occ3d import FREE
+
+    intrinsics, ego_T_cam = batch["intrinsics"][0].cpu(), batch["ego_T_cam"][0].cpu()
+    height, width = batch["images"].shape[-2:]
+    v, u = torch.meshgrid(torch.arange(height), torch.arange(width), indexing="ij")
+    cameras = intrinsics.shape[0]
+    origins, directions, cosines = pixel_rays(intrinsics, ego_T_cam, u.reshape(1, -1).expand(cameras, -1),
+                                              v.reshape(1, -1).expand(cameras, -1))
+    t_ground = torch.where(directions[..., 2] < 0, -origins[..., 2] / directions[..., 2].clamp(max=-1e-9),
+                           torch.full_like(cosines, torch.inf))
+    # The far root of |o + t d|_xy = R (the cameras stand inside the wall).
+    a = directions[..., :2].square().sum(-1)
+    b = 2 * (origins[..., :2] * directions[..., :2]).sum(-1)
+    c = origins[..., :2].square().sum(-1) - WALL_RADIUS**2
+    t_wall = (-b + (b * b - 4 * a * c).clamp_min(0).sqrt()) / (2 * a).clamp_min(1e-12)
+    wall_z = origins[..., 2] + t_wall * directions[..., 2]
+    t_wall = torch.where((wall_z >= 0) & (wall_z <= WALL_HEIGHT), t_wall, torch.full_like(t_wall, torch.inf))
+    t = torch.minimum(t_ground, t_wall)
+    semantics = torch.where(t_wall < t_ground, 15, 11)
+    semantics = torch.where(torch.isinf(t), FREE, semantics).to(torch.uint8)
+    depth = torch.where(torch.isinf(t), torch.zeros_like(t), t * cosines).float()
+    device = batch["images"].device
+    return {"depth_2d": depth.view(1, cameras, height, width).to(device),
+            "semantics_2d": semantics.view(1, cameras, height, width).to(device),
+            "render_intrinsics": batch["intrinsics"]}
+
+
 def current_memory_mb(device) -> float:
     import torch
 
@@ -112,14 +160,14 @@ class TrainingSetup:
     """What a child's training steps share: configs/<name>.yaml, the device (seeded; cudnn autotuning on CUDA), the
     config's mixed precision (CUDA only) with its loss scaler, and a device synchronisation for timing."""
 
-    def __init__(self, name: str, device_name: str):
+    def __init__(self, name: str, device_name: str, overrides: list[str] = ()):
         import torch
 
         from easyocc.config import load_config
         from easyocc.training.config import TrainConfig
         from easyocc.devices import resolve_device
 
-        self.config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml")
+        self.config = load_config(TrainConfig, REPO / "configs" / f"{name}.yaml", list(overrides))
         self.device = device = resolve_device(device_name, local_rank=0)
         torch.manual_seed(0)
         if device.type == "cuda":
@@ -149,7 +197,8 @@ class TrainingSetup:
 
 
 def measure_config(name: str, device_name: str, iterations: int) -> dict:
-    """Run in a child process: time ``iterations`` training steps of configs/<name>.yaml after one warm-up."""
+    """Run in a child process: time ``iterations`` training steps of configs/<name>.yaml (with the training
+    overrides of $BENCH_OVERRIDES, a JSON list) after one warm-up."""
     import numpy as np
 
     from easyocc.models.easyocc import build_model
@@ -157,13 +206,16 @@ def measure_config(name: str, device_name: str, iterations: int) -> dict:
     from easyocc.training.loop import make_optimizer
     from easyocc.training.objective import build_objective, train_step
 
-    setup = TrainingSetup(name, device_name)
+    overrides = json.loads(os.environ.get("BENCH_OVERRIDES", "[]"))
+    setup = TrainingSetup(name, device_name, overrides)
     config, device, use_amp, dtype, sync = setup.config, setup.device, setup.use_amp, setup.dtype, setup.sync
     model = build_model(config.model, load_weights=False).to(device).train()
     optimizer = make_optimizer(model, config.optim)
     objective = build_objective(config, np.ones(18, dtype=np.float32), None).to(device)
     criterion = objective.pseudo
     batch = synthetic_batch(config, device)
+    if config.uses_ray_queries:
+        batch.update(ray_query_maps(batch))
 
     def step() -> float:
         sync()
@@ -185,7 +237,11 @@ def measure_config(name: str, device_name: str, iterations: int) -> dict:
         "amp": f"{config.optim.amp_dtype}" if use_amp else "off",
         "parameters_million": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
     }
-    result["components_s"] = component_times(model, criterion, batch, config, device, use_amp, dtype, sync)
+    if overrides:
+        result["overrides"] = overrides
+        result["losses"] = list(objective.keys)
+    if criterion is not None:
+        result["components_s"] = component_times(model, criterion, batch, config, device, use_amp, dtype, sync)
     return result
 
 
@@ -456,6 +512,19 @@ def run_child(kind: str, name: str, device: str, iterations: int, extra_env: dic
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def ray_query_entries(pseudo: dict, name: str, device: str, iterations: int) -> dict:
+    """The training step with the ray queries (RAY_QUERY_VARIANTS), each in its own process, with its time and
+    memory as ratios to ``pseudo`` (the pseudo loss's step, measured in the same run)."""
+    out = {}
+    for variant, overrides in RAY_QUERY_VARIANTS.items():
+        result = run_child("train", name, device, iterations, {"BENCH_OVERRIDES": json.dumps(overrides)})
+        if "iteration_s_median" in result and "iteration_s_median" in pseudo:
+            result["time_ratio_over_pseudo"] = round(result["iteration_s_median"] / pseudo["iteration_s_median"], 3)
+            result["memory_ratio_over_pseudo"] = round(result["peak_memory_mb"] / pseudo["peak_memory_mb"], 3)
+        out[f"{variant}_train_iteration"] = result
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--configs", nargs="+", default=["demo", "paper"])
@@ -464,6 +533,8 @@ def main() -> None:
     parser.add_argument("--paper-iterations", type=int, default=2, help="timed iterations of the paper config on the CPU")
     parser.add_argument("--no-rendering", action="store_true", help="skip the rendering model and the SSIM check")
     parser.add_argument("--pseudo", action="store_true", help="also the rendering model with the pseudo loss")
+    parser.add_argument("--ray-queries", action="store_true",
+                        help="also EasyOcc with the ray-query loss alone and beside the pseudo loss")
     parser.add_argument("--child", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -498,6 +569,8 @@ def main() -> None:
             lifting["memory_ratio_reference_over_ours"] = round(
                 reference["extra_peak_memory_mb"] / max(ours["extra_peak_memory_mb"], 1.0), 3)
         entry["lifting_forward_backward"] = lifting
+        if args.ray_queries:
+            entry.update(ray_query_entries(entry["train_iteration"], name, args.device, iterations))
         entry["data_loading"] = measure_loading(name)
         if not args.no_rendering:
             easyocc = entry["train_iteration"]

@@ -18,7 +18,7 @@ from easyocc.config import BUILTIN_CONFIG_DIR, config_to_dict, load_config
 from easyocc.training.config import TrainConfig
 from model_fixtures import TINY_OVERRIDES, torch_single_thread  # noqa: F401
 
-pytestmark = [pytest.mark.usefixtures("torch_single_thread"), pytest.mark.slow]  # nine commands end to end
+pytestmark = [pytest.mark.usefixtures("torch_single_thread"), pytest.mark.slow]  # eleven commands end to end
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -29,6 +29,10 @@ EXAMPLES = [
     "--oracle-noise realistic --frames 13 --min-points 2 --workers 2",
     "easyocc label-quality --labels labels/ --gt data/simscenes/gts --json quality.json",
     "easyocc train --config configs/demo.yaml --data data/simscenes --labels labels/ --out runs/demo",
+    "easyocc train --config configs/demo.yaml --data data/simscenes --out runs/rays "
+    "--set loss.pseudo_weight=0 loss.ray_queries.weight=1 sources.oracle_noise=realistic",
+    "easyocc train --config configs/demo.yaml --data data/simscenes --labels labels/ --out runs/voxel-rays "
+    "--set loss.ray_queries.weight=0.5 sources.oracle_noise=realistic",
     "easyocc train --data data/nuscenes --labels labels/ --out runs/paper --resume",
     "easyocc predict --checkpoint runs/demo/model.pt --data data/simscenes --out preds/ --split val",
     "easyocc eval --pred preds/ --gt data/simscenes/gts",
@@ -73,6 +77,7 @@ def test_readme_pipeline_examples_run_as_written(tiny_simscenes, tmp_path, capsy
         "configs/demo.yaml": tiny_config,
         "data/simscenes": tiny_simscenes, "data/nuscenes": tiny_simscenes, "data/occ3d/gts": tiny_simscenes / "gts",
         "labels/": tmp_path / "labels", "runs/demo": tmp_path / "runs" / "demo", "runs/paper": tmp_path / "runs" / "demo",
+        "runs/rays": tmp_path / "runs" / "rays", "runs/voxel-rays": tmp_path / "runs" / "voxel-rays",
         "runs/val-preds": tmp_path / "preds", "runs/val-eval.json": tmp_path / "val-eval.json",
         "preds/": tmp_path / "preds", "quality.json": tmp_path / "quality.json",
     }
@@ -86,6 +91,9 @@ def test_readme_pipeline_examples_run_as_written(tiny_simscenes, tmp_path, capsy
     quality = json.loads((tmp_path / "quality.json").read_text())
     assert quality["camera"]["num_samples"] == 4 and quality["camera"]["mIoU"] > 5.0
     assert (tmp_path / "runs" / "demo" / "model.pt").is_file()
+    for run, terms in (("rays", {"ray_queries"}), ("voxel-rays", {"ce", "lovasz", "ray_queries"})):
+        log = json.loads((tmp_path / "runs" / run / "train_log.jsonl").read_text().splitlines()[-1])
+        assert terms <= set(log) and ("ce" in log) == ("ce" in terms) and np.isfinite(log["loss"])
     manifest = json.loads((tmp_path / "preds" / "predictions.json").read_text())
     assert manifest["split"] == "val" and len(manifest["samples"]) == 4 and manifest["complete"] is True
     scores = json.loads((tmp_path / "val-eval.json").read_text())

@@ -15,7 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", type=Path, required=True, help="nuScenes-format dataroot (nuScenes or SimScenes)")
     parser.add_argument("--labels", type=Path,
                         help="pseudo-labels: LABELS/<scene>/<sample_token>/labels.npz (needed when the config's "
-                             "loss.pseudo_weight > 0: EasyOcc, or a rendering model with the pseudo loss)")
+                             "loss.pseudo_weight > 0: EasyOcc, or a rendering model with the pseudo loss; not with "
+                             "ray queries alone)")
     parser.add_argument("--out", type=Path, required=True, help="run folder (checkpoints, logs, model.pt)")
     parser.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     parser.add_argument("--split", help="train on this split's scenes (default: the config's data.split)")

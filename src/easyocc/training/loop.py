@@ -1,6 +1,7 @@
 """Training: one loop for EasyOcc (the pseudo loss against 3D labels) and the rendering model (its 2D losses
-against the images, their neighbouring sweeps and 2D maps, plus the pseudo loss when it has a weight), in one
-process (CPU or GPU) or many under torchrun (DDP). What trains is the config's (``training.objective``).
+against the images, their neighbouring sweeps and 2D maps, plus the pseudo loss when it has a weight), either with
+the ray queries (``loss.ray_queries``, from the 2D maps) when they have a weight, in one process (CPU or GPU) or many
+under torchrun (DDP). What trains is the config's (``training.objective``).
 
 A run folder holds ``config.yaml`` (the resolved config), ``class_weights.json`` (the pseudo loss's CE weights from
 the 3D labels, and with a rendering model under ``semantic_2d`` those of the 2D semantic term),
