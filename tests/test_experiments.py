@@ -66,7 +66,7 @@ def test_cli_errors_write_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"easyocc compare: error: {path}: variant 'a': unknown label set") and err.count("\n") == 1
     assert cli.main(["compare", "--experiment", "nope", "--out", str(out)]) == 2
-    assert "experiment file not found (built-in experiments: compare, label_window" in capsys.readouterr().err
+    assert "experiment file not found (built-in experiments: compare, label_ideas, label_window" in capsys.readouterr().err
     assert cli.main(["compare", "--experiment", str(write_experiment(tmp_path / "ok.yaml", TINY_EXPERIMENT)),
                      "--out", str(out), "--set", "training.epochs=0"]) == 2
     assert "training: epochs must be at least 1" in capsys.readouterr().err
