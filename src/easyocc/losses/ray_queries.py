@@ -20,15 +20,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from easyocc.models.volume import VolumeGrid, sample_volume
 from easyocc.occ3d import FREE, IGNORE, NUM_CLASSES, OCC3D_GRID, VoxelGrid
+
+if TYPE_CHECKING:
+    from easyocc.models.volume import VolumeGrid
 
 
 @dataclass
@@ -186,6 +188,10 @@ class RayQueryLoss(nn.Module):
         self.register_buffer("class_weights", weights.float(), persistent=False)
 
     def forward(self, volume: torch.Tensor, grid: VolumeGrid, queries: RayQueries) -> dict[str, torch.Tensor]:
+        # Imported here: LossConfig holds a RayQueryConfig, and the OccNeRF drop-in (losses.occnerf -> losses.pseudo)
+        # must import without the rest of easyocc's models.
+        from easyocc.models.volume import sample_volume
+
         logits = sample_volume(volume, grid, queries.points)  # (B, 18, P)
         logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
         targets = queries.targets.long()
