@@ -66,7 +66,7 @@ def test_cli_errors_write_nothing(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"easyocc compare: error: {path}: variant 'a': unknown label set") and err.count("\n") == 1
     assert cli.main(["compare", "--experiment", "nope", "--out", str(out)]) == 2
-    assert "experiment file not found (built-in experiments: compare, label_ideas, label_window" in capsys.readouterr().err
+    assert "experiment file not found (built-in experiments: class_weights, compare, label_ideas" in capsys.readouterr().err
     assert cli.main(["compare", "--experiment", str(write_experiment(tmp_path / "ok.yaml", TINY_EXPERIMENT)),
                      "--out", str(out), "--set", "training.epochs=0"]) == 2
     assert "training: epochs must be at least 1" in capsys.readouterr().err
@@ -94,7 +94,7 @@ def test_variants_resolve_with_overrides_in_order(tmp_path):
 
 def test_shipped_experiments_load_and_give_every_row_the_same_budget_and_seed(capsys):
     names = sorted(p.stem for p in BUILTIN_EXPERIMENT_DIR.glob("*.yaml"))
-    assert {"compare", "loss_balancing", "lovasz", "region", "label_window"} <= set(names)
+    assert {"compare", "class_weights", "loss_ratio", "lovasz", "lovasz_voxels", "region", "label_window", "label_ideas"} <= set(names)
     for name in names:
         experiment = load_experiment(name)
         budgets = {(c.optim.epochs, c.optim.batch_size, c.data.image_size) for c in experiment.training.values()}

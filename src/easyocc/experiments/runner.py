@@ -372,7 +372,7 @@ def measured_seconds(paths: ExperimentPaths, seconds: dict[str, tuple[float, str
 
 def run_experiment(experiment: Experiment, out: Path, options: RunOptions = RunOptions()) -> Path:
     """Run (or finish) ``experiment`` in ``out``; returns the path of the report's markdown."""
-    from easyocc.experiments.report import write_report
+    from easyocc.experiments.report import label_set_summary, write_report
 
     config = experiment.config
     synth = config.world.synth_config()  # checked by load_experiment
@@ -395,8 +395,8 @@ def run_experiment(experiment: Experiment, out: Path, options: RunOptions = RunO
     note = generate_world(paths.data, synth, progress=not options.quiet)
     seconds["SimScenes"] = (time.perf_counter() - t, note)
     for name in label_sets:
-        t = stage(f"label set '{name}' ({config.sources.noise} oracle, {config.label_sets[name].frames} past "
-                  f"frames) -> {paths.labels(name)}")
+        t = stage(f"label set '{name}' ({config.sources.noise} oracle, {label_set_summary(config.label_sets[name])})"
+                  f" -> {paths.labels(name)}")
         note = make_label_set(experiment, paths, name, options.workers)
         seconds[f"labels: {name}"] = (time.perf_counter() - t, note)
 
