@@ -102,9 +102,9 @@ def test_shipped_experiments_load_and_give_every_row_the_same_budget_and_seed(ca
         if name != "seeds":
             assert {c.seed for c in experiment.training.values()} == {0}, name
         assert experiment.config.world.scenes == 6 and experiment.config.sources.noise == "realistic"
-    rays = load_experiment("ray_queries").training
-    assert [rays[v].loss.pseudo_weight for v in ("voxel", "rays", "voxel_rays")] == [1.0, 0.0, 1.0]
-    assert [rays[v].loss.ray_queries.weight for v in ("voxel", "rays", "voxel_rays")] == [0.0, 1.0, 0.5]
+    rays = load_experiment("label_ideas").training
+    assert [rays[v].loss.pseudo_weight for v in ("default", "rays", "default_rays")] == [1.0, 0.0, 1.0]
+    assert [rays[v].loss.ray_queries.weight for v in ("default", "rays", "default_rays")] == [0.0, 1.0, 0.5]
     window = load_experiment("label_window").config
     assert [window.label_sets[window.variants[v].labels].frames for v in window.variants] == [0, 3, 13]
     assert load_experiment("region").training["all"].loss.region == "all"
