@@ -6,7 +6,7 @@ shared by all variants) and is scored against SimScenes' exact ground truth: Occ
 GT camera mask and on the full scene, and RayIoU (the LiDAR rays of the scene's keyframes, as ``easyocc eval``).
 The labels are scored, no model is trained, so no variant is chosen by a val score of a model.
 
-Writes label_ideas.{md,csv,json} under --out and prints the JSON. One command reruns the README's table:
+Writes label_ideas.{md,csv,json,png} under --out and prints the JSON. One command reruns the README's table:
 
     python benchmarks/bench_label_ideas.py --work /tmp/label_ideas --out docs
 
@@ -139,6 +139,34 @@ def with_deltas(rows: list[dict], reference: str) -> list[dict]:
     return [{**r, "d_mIoU_camera": round(r["mIoU_camera"] - base[r["noise"]], 2)} for r in rows]
 
 
+def plot_ideas(path: Path, rows: list[dict]) -> None:
+    """Horizontal bars: each variant's mIoU (camera mask), one bar per noise preset, the first variant's as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from easyocc.fileio import atomic_write
+
+    variants = list(dict.fromkeys(r["variant"] for r in rows))
+    presets = list(dict.fromkeys(r["noise"] for r in rows))
+    score = {(r["variant"], r["noise"]): r["mIoU_camera"] for r in rows}
+    height = 0.8 / len(presets)
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(variants) + 1.2))
+    for p, preset in enumerate(presets):
+        ys = [len(variants) - 1 - v + (p - (len(presets) - 1) / 2) * height for v in range(len(variants))]
+        ax.barh(ys, [score.get((v, preset), 0.0) for v in variants], height=height, label=f"noise {preset}")
+        ax.axvline(score[(variants[0], preset)], color=f"C{p}", linestyle=":", linewidth=1)
+    ax.set_yticks(range(len(variants)), list(reversed(variants)), fontsize=8)
+    ax.set(xlabel="pseudo-labels vs exact GT: mIoU, camera mask (%)", title="The 2026 label ideas, label quality")
+    ax.grid(axis="x", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_write(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=110)
+    plt.close(fig)
+
+
 def write_tables(out: Path, rows: list[dict], meta: dict) -> None:
     from easyocc.fileio import atomic_write, save_json
 
@@ -155,6 +183,7 @@ def write_tables(out: Path, rows: list[dict], meta: dict) -> None:
     with atomic_write(out / "label_ideas.csv", "w") as handle:
         handle.write(buffer.getvalue())
     save_json(out / "label_ideas.json", {**meta, "rows": rows})
+    plot_ideas(out / "label_ideas.png", rows)
 
 
 def main() -> None:
@@ -164,12 +193,21 @@ def main() -> None:
     parser.add_argument("--data", type=Path, default=None, help="SimScenes dataroot (default: generate under --work)")
     parser.add_argument("--work", type=Path, default=None,
                         help="folder for the generated world, kept for reruns (default: a temporary one)")
-    parser.add_argument("--out", type=Path, default=None, help="write label_ideas.{md,csv,json} here")
+    parser.add_argument("--out", type=Path, default=None, help="write label_ideas.{md,csv,json,png} here")
     parser.add_argument("--presets", default="realistic,strong", help="oracle noise presets (default realistic,strong)")
     parser.add_argument("--split", default="all", help="train, val or all (default all: labels are not trained)")
     parser.add_argument("--variants", default=None, help="comma-separated subset of the variants' names")
     parser.add_argument("--no-rays", action="store_true", help="skip RayIoU")
+    parser.add_argument("--replot", type=Path, default=None, metavar="JSON",
+                        help="measure nothing: rewrite the tables and the plot of an earlier run's label_ideas.json "
+                             "into --out")
     args = parser.parse_args()
+    if args.replot is not None:
+        if args.out is None:
+            parser.error("--replot needs --out")
+        earlier = json.loads(args.replot.read_text())
+        write_tables(args.out, earlier.pop("rows"), earlier)
+        return
     variants = VARIANTS if args.variants is None else {
         n: VARIANTS[n] for n in (v.strip() for v in args.variants.split(",")) if n}
     import tempfile
